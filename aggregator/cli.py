@@ -1,0 +1,165 @@
+"""Command-line shell: builds Config, Store and the HTTP client, runs a command, prints.
+
+The only module that prints. Exit codes: 0 ok, 1 storage/render failure, 2 config or usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import USER_AGENT, __version__
+from .config import DEFAULT_PATH, Config, load_config
+from .errors import ConfigError, RenderError, StoreError
+from .fetch import make_client
+from .pipeline import RunReport, render_outputs, run_once
+from .store import open_store
+from .types import SourceState, utc_now
+
+log = logging.getLogger("aggregator")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aggregator", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"aggregator {__version__}")
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=None,
+        help=f"config file (default: $AGGREGATOR_CONFIG, else {DEFAULT_PATH})",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("check", help="validate the config; list every problem")
+    once = sub.add_parser("once", help="poll every enabled source now, store, render, exit")
+    once.add_argument("--offline", action="store_true", help="read each source's fixture")
+    sub.add_parser("render", help="regenerate outputs from the database alone")
+    sub.add_parser("sources", help="show each source's polling state")
+    sub.add_parser("run", help="run the daemon (not yet available)")
+    return parser
+
+
+def _config_path(arg: Path | None) -> Path:
+    if arg is not None:
+        return arg
+    env = os.environ.get("AGGREGATOR_CONFIG")
+    return Path(env) if env else DEFAULT_PATH
+
+
+def _cmd_check(config: Config) -> int:
+    enabled = len(config.enabled_sources)
+    names = ", ".join(o.name for o in config.outputs)
+    print(f"{config.path}: ok ({len(config.sources)} sources, {enabled} enabled; outputs: {names})")
+    return 0
+
+
+def _print_report(report: RunReport) -> None:
+    for outcome in report.outcomes:
+        if not outcome.ok:
+            print(f"FAILED {outcome.error}", file=sys.stderr)
+    print(report.summary())
+
+
+def _cmd_once(config: Config, offline: bool) -> int:
+    store = open_store(config.storage.url)
+    client = None if offline else make_client(user_agent=USER_AGENT)
+    try:
+        report = run_once(config, store, now=utc_now(), offline=offline, client=client)
+    finally:
+        if client is not None:
+            client.close()
+        store.close()
+    _print_report(report)
+    return 0
+
+
+def _cmd_render(config: Config) -> int:
+    store = open_store(config.storage.url)
+    try:
+        store.sync_sources(config.sources, now=utc_now())
+        reports = render_outputs(config, store)
+    finally:
+        store.close()
+    written = sum(len(r.written) for r in reports)
+    unchanged = sum(len(r.unchanged) for r in reports)
+    print(f"outputs: {written} written, {unchanged} unchanged")
+    return 0
+
+
+def _ago(state: SourceState) -> str:
+    if state.last_poll_at is None:
+        return "never"
+    return state.last_poll_at.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def format_sources(states: Sequence[SourceState], configured: set[str]) -> str:
+    """The ``sources`` table as text."""
+    header = ("ID", "STATUS", "HTTP", "LAST POLL", "ENTRIES", "FAILS", "LAST ERROR")
+    rows = [header]
+    for s in states:
+        status = s.status if s.source_id in configured else f"{s.status} (removed)"
+        error = (s.last_error or "").replace("\n", " ")
+        rows.append(
+            (s.source_id, status, str(s.http_status or "-"), _ago(s), str(s.entry_count),
+             str(s.failures), error[:80] or "-")
+        )  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        for r in rows
+    ]
+    moved = [
+        f"  {s.source_id}: now polled at {s.url}"
+        for s in states
+        if s.url and s.source_id in configured
+    ]
+    return "\n".join(lines + (["", "URLs:", *moved] if moved else []))
+
+
+def _cmd_sources(config: Config) -> int:
+    store = open_store(config.storage.url)
+    try:
+        store.sync_sources(config.sources, now=utc_now())
+        states = store.source_states()
+    finally:
+        store.close()
+    print(format_sources(states, {s.id for s in config.sources}))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        config = load_config(_config_path(args.config))
+        if args.command == "check":
+            return _cmd_check(config)
+        if args.command == "once":
+            return _cmd_once(config, args.offline)
+        if args.command == "render":
+            return _cmd_render(config)
+        if args.command == "sources":
+            return _cmd_sources(config)
+        print(
+            "aggregator run: the daemon is not available yet (see the issue tracker)",
+            file=sys.stderr,
+        )
+        return 2
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (StoreError, RenderError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,66 @@
+"""The exception tree; every error the package raises on purpose is one of these.
+
+    AggregatorError
+     +-- ConfigError            the config file is unreadable or invalid (lists every problem)
+     +-- SourceError            one source failed; never stops a run (carries source_id)
+     |    +-- FetchError        HTTP / fixture read failed (status=, retry_after=)
+     |    +-- ParseError        the document is not a feed we can read
+     +-- StoreError             the database failed
+     +-- RenderError            an output could not be rendered or written
+
+Third-party exceptions are wrapped once, at the stage boundary, with ``raise X(...) from exc``.
+"""
+
+from __future__ import annotations
+
+
+class AggregatorError(Exception):
+    """Base of every error the aggregator raises on purpose."""
+
+
+class ConfigError(AggregatorError):
+    """The configuration is invalid; ``problems`` lists each one with its key path."""
+
+    def __init__(self, problems: list[str] | tuple[str, ...], *, path: str | None = None) -> None:
+        self.problems = tuple(problems)
+        self.path = path
+        where = f"{path}: " if path else ""
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{where}invalid configuration ({len(self.problems)} problems):\n{lines}")
+
+
+class SourceError(AggregatorError):
+    """One source failed; the message starts with the source id."""
+
+    def __init__(self, source_id: str, message: str) -> None:
+        self.source_id = source_id
+        self.detail = message
+        super().__init__(f"{source_id}: {message}")
+
+
+class FetchError(SourceError):
+    """The document could not be fetched (HTTP error, timeout, oversized, unreadable file)."""
+
+    def __init__(
+        self,
+        source_id: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(source_id, message)
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class ParseError(SourceError):
+    """The document is not a feed we can read (or every entry in it failed)."""
+
+
+class StoreError(AggregatorError):
+    """The database could not be opened, migrated, read or written."""
+
+
+class RenderError(AggregatorError):
+    """An output could not be rendered or written."""

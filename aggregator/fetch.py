@@ -1,0 +1,145 @@
+"""Get a source's document: over HTTP with an injected ``httpx.Client``, or from a fixture.
+
+Conditional GET, a byte cap on the decoded body, at most ``MAX_REDIRECTS`` redirects, http(s)
+only. A 304 is a value, not an error; 301/308 are reported in ``Fetched.permanent_url``.
+No parsing here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from .errors import FetchError
+from .types import Fetched, utc_now
+
+MAX_BYTES = 10 * 1024 * 1024
+MAX_REDIRECTS = 5
+ACCEPT = (
+    "application/atom+xml, application/rss+xml, application/feed+json, application/json;q=0.9, "
+    "application/rdf+xml;q=0.9, application/xml;q=0.8, text/xml;q=0.8, text/markdown;q=0.7, */*;q=0.5"
+)
+FIXTURE_SUFFIXES = (".md", ".markdown")
+
+
+def body_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def read_fixture(source_id: str, path: Path, *, url: str) -> Fetched:
+    """Read an offline stand-in: one file, or a directory of Markdown posts (sorted by name)."""
+    try:
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in FIXTURE_SUFFIXES)
+            parts = tuple((p.name, p.read_bytes()) for p in files)
+            digest = hashlib.sha256()
+            for name, data in parts:
+                digest.update(name.encode() + b"\0" + body_hash(data).encode())
+            return Fetched(source_id, url, 200, b"", parts=parts, body_hash=digest.hexdigest())
+        body = path.read_bytes()
+    except OSError as exc:
+        raise FetchError(source_id, f"cannot read fixture {path}: {exc.strerror or exc}") from exc
+    return Fetched(source_id, url, 200, body, body_hash=body_hash(body))
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - utc_now()).total_seconds()) if when.tzinfo else None
+
+
+def _conditional_headers(etag: str | None, last_modified: str | None) -> dict[str, str]:
+    headers = {"Accept": ACCEPT}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    return headers
+
+
+def _read_capped(source_id: str, response: httpx.Response, max_bytes: int) -> bytes:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise FetchError(source_id, f"body of {declared} bytes is over the {max_bytes}-byte cap")
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():  # decoded bytes: the cap holds after gzip too
+        size += len(chunk)
+        if size > max_bytes:
+            raise FetchError(source_id, f"body is over the {max_bytes}-byte cap (decoded)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_scheme(source_id: str, url: str) -> None:
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise FetchError(source_id, f"refusing to fetch non-http(s) URL {url!r}")
+
+
+def _error_for(source_id: str, response: httpx.Response) -> FetchError:
+    status = response.status_code
+    wait = retry_after_s(response.headers.get("retry-after")) if status in (429, 503) else None
+    reason = "gone" if status == 410 else response.reason_phrase or "error"
+    return FetchError(source_id, f"HTTP {status} {reason}", status=status, retry_after_s=wait)
+
+
+def fetch(
+    client: httpx.Client,
+    source_id: str,
+    url: str,
+    *,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    max_bytes: int = MAX_BYTES,
+) -> Fetched:
+    """GET ``url`` conditionally, following up to ``MAX_REDIRECTS`` redirects by hand."""
+    headers = _conditional_headers(etag, last_modified)
+    permanent: str | None = None  # where the feed now lives, if every hop so far was permanent
+    all_permanent = True
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        _check_scheme(source_id, current)
+        try:
+            with client.stream("GET", current, headers=headers, follow_redirects=False) as resp:
+                if resp.is_redirect:
+                    target = urljoin(current, resp.headers.get("location", ""))
+                    all_permanent = all_permanent and resp.status_code in (301, 308)
+                    permanent = target if all_permanent else None
+                    current = target
+                    continue
+                if resp.status_code == 304:
+                    return Fetched(source_id, current, 304, None, resp.headers, etag, last_modified,
+                                   permanent_url=permanent)  # fmt: skip
+                if resp.status_code != 200:
+                    raise _error_for(source_id, resp)
+                body = _read_capped(source_id, resp, max_bytes)
+                return Fetched(
+                    source_id, current, 200, body, resp.headers,
+                    etag=resp.headers.get("etag"), last_modified=resp.headers.get("last-modified"),
+                    body_hash=body_hash(body), permanent_url=permanent,
+                )  # fmt: skip
+        except httpx.HTTPError as exc:
+            raise FetchError(source_id, f"{type(exc).__name__}: {exc}") from exc
+    raise FetchError(source_id, f"more than {MAX_REDIRECTS} redirects")
+
+
+def make_client(*, user_agent: str, timeout_s: float = 30.0) -> httpx.Client:
+    """The one shared HTTP client: clear User-Agent, timeouts, keep-alive, gzip."""
+    return httpx.Client(
+        headers={"User-Agent": user_agent},
+        timeout=httpx.Timeout(timeout_s, connect=10.0),
+        follow_redirects=False,
+        http2=False,
+    )

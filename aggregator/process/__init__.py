@@ -1,0 +1,125 @@
+"""Pure processing: ParsedEntry -> Entry (cleaned, absolute, keyed) and dedup verdicts.
+
+No I/O and no clock: ``now`` is always an argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from ..types import Enclosure, Entry, ParsedEntry, ParsedFeed
+from .dedup import content_hash, decide, entry_key, normalise_title
+from .html import clean_html, first_image, html_to_text, truncate_text
+from .links import absolutise, normalise_link, strip_tracking
+
+__all__ = [
+    "clean_html",
+    "decide",
+    "html_to_text",
+    "normalise_entries",
+    "normalise_entry",
+    "normalise_link",
+    "normalise_title",
+    "truncate_text",
+]
+
+SUMMARY_LENGTH = 280
+UNTITLED_LENGTH = 80
+
+
+def _enclosures(items: Sequence[Enclosure], base: str | None) -> tuple[Enclosure, ...]:
+    seen: set[str] = set()
+    out: list[Enclosure] = []
+    for enc in items:
+        url = absolutise(enc.url, base)
+        if url and url not in seen and url.startswith(("http://", "https://")):
+            seen.add(url)
+            out.append(Enclosure(url=url, type=enc.type, length=enc.length))
+    return tuple(out)
+
+
+def _categories(values: Sequence[str]) -> tuple[str, ...]:
+    out: dict[str, None] = {}
+    for value in values:
+        text = " ".join(value.split())
+        if text:
+            out.setdefault(text, None)
+    return tuple(out)
+
+
+def _http_or_none(url: str | None) -> str | None:
+    return url if url and url.startswith(("http://", "https://")) else None
+
+
+def normalise_entry(
+    parsed: ParsedEntry, *, source_id: str, feed: ParsedFeed, feed_url: str
+) -> Entry:
+    """Clean one entry: sanitised HTML, absolute links without trackers, key and content hash."""
+    feed_base = absolutise(feed.base or feed.link, feed_url) or feed_url
+    link = _http_or_none(absolutise(parsed.link, feed_base))
+    link = strip_tracking(link) if link else None
+    base = absolutise(parsed.base, feed_base) or link or feed_base
+    content = clean_html(parsed.content_html or parsed.summary_html, base=base)
+    text = html_to_text(parsed.summary_html) or html_to_text(content)
+    raw_title = html_to_text(parsed.title)
+    title = raw_title or truncate_text(text, UNTITLED_LENGTH) or "(untitled)"
+    image = _http_or_none(absolutise(parsed.image, base))
+    thumbnail = image or first_image(content)
+    enclosures = _enclosures(parsed.enclosures, base)
+    categories = _categories(parsed.categories)
+    author = " ".join(parsed.author.split()) if parsed.author else None
+    summary = truncate_text(text, SUMMARY_LENGTH)
+    norm_link = normalise_link(link)
+    published = parsed.published_at or parsed.updated_at
+    guid = parsed.guid.strip() if parsed.guid and parsed.guid.strip() else None
+    return Entry(
+        source_id=source_id,
+        key=entry_key(
+            guid=guid, norm_link=norm_link, title=raw_title, published_at=published, body=content
+        ),
+        guid=guid,
+        link=link,
+        norm_link=norm_link,
+        title=title,
+        norm_title=normalise_title(raw_title),
+        author=author or None,
+        published_at=published,
+        updated_at=parsed.updated_at,
+        content_html=content,
+        summary=summary,
+        thumbnail=thumbnail,
+        categories=categories,
+        enclosures=enclosures,
+        content_hash=content_hash(
+            title=title,
+            link=link,
+            author=author,
+            content_html=content,
+            summary=summary,
+            thumbnail=thumbnail,
+            categories=categories,
+            enclosures=enclosures,
+        ),
+    )
+
+
+def normalise_entries(
+    feed: ParsedFeed, *, source_id: str, feed_url: str
+) -> tuple[tuple[Entry, ...], tuple[str, ...]]:
+    """Normalise every entry of ``feed``; an entry that fails is skipped with a warning."""
+    entries: list[Entry] = []
+    warnings: list[str] = []
+    for index, parsed in enumerate(feed.entries):
+        try:
+            entries.append(
+                normalise_entry(parsed, source_id=source_id, feed=feed, feed_url=feed_url)
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            warnings.append(f"{source_id}: entry {index} skipped: {exc}")
+    return tuple(entries), tuple(warnings)
+
+
+def effective_date(entry: Entry, now: datetime) -> datetime:
+    """The date an entry sorts by: its own, else the time it was first seen (``now``)."""
+    return entry.published_at or now

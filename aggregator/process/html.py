@@ -1,0 +1,141 @@
+"""Entry HTML cleaning: lazy images, absolute URLs, tracking parameters, allowlist sanitising.
+
+Pure: no I/O, no clock. Everything an output shows passes through ``clean_html``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from html import unescape
+
+import nh3
+from bs4 import BeautifulSoup, Tag
+
+from .links import absolutise, strip_tracking
+
+# Attributes lazy-loading scripts use for the real image URL, in order of preference.
+LAZY_SRC_ATTRS = ("data-src", "data-original", "data-lazy-src", "_src", "data-actualsrc")
+_URL_ATTRS = {"a": ("href",), "img": ("src",), "video": ("src", "poster"), "audio": ("src",),
+              "source": ("src",), "q": ("cite",), "blockquote": ("cite",)}  # fmt: skip
+_PLACEHOLDER = re.compile(
+    r"^(data:|about:blank|javascript:)|(blank|spacer|placeholder|pixel)\.(gif|png)", re.I
+)
+
+_TAGS = nh3.ALLOWED_TAGS | {"audio", "video", "source", "picture", "figure", "figcaption"}
+_ATTRIBUTES: dict[str, set[str]] = {
+    **{tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()},
+    "a": {"href", "hreflang", "title"},
+    "img": {"src", "srcset", "alt", "title", "width", "height", "referrerpolicy"},
+    "video": {"src", "poster", "controls", "width", "height"},
+    "audio": {"src", "controls"},
+    "source": {"src", "srcset", "type", "media"},
+    "abbr": {"title"},
+    "time": {"datetime"},
+    "*": {"lang", "dir"},
+}
+_SCHEMES = {"http", "https", "mailto"}
+
+
+def _lazy_src(img: Tag) -> str | None:
+    for attr in LAZY_SRC_ATTRS:
+        value = img.get(attr)
+        if isinstance(value, str) and value.strip() and not value.startswith("data:"):
+            return value.strip()
+    return None
+
+
+def _fix_images(soup: BeautifulSoup) -> None:
+    for img in soup.find_all("img"):
+        lazy = _lazy_src(img)
+        src = img.get("src")
+        if lazy and (not isinstance(src, str) or not src.strip() or _PLACEHOLDER.search(src)):
+            img["src"] = lazy
+        for attr in LAZY_SRC_ATTRS:
+            if attr in img.attrs:
+                del img[attr]
+
+
+def _fix_urls(soup: BeautifulSoup, base: str | None) -> None:
+    for tag_name, attrs in _URL_ATTRS.items():
+        for tag in soup.find_all(tag_name):
+            for attr in attrs:
+                value = tag.get(attr)
+                if isinstance(value, str):
+                    url = absolutise(value, base)
+                    tag[attr] = strip_tracking(url) if url else ""
+    for tag in soup.find_all(["img", "source"]):
+        srcset = tag.get("srcset")
+        if isinstance(srcset, str):
+            tag["srcset"] = _absolutise_srcset(srcset, base)
+
+
+def _absolutise_srcset(srcset: str, base: str | None) -> str:
+    out = []
+    for candidate in srcset.split(","):
+        bits = candidate.strip().split(None, 1)
+        if bits:
+            bits[0] = absolutise(bits[0], base) or ""
+            out.append(" ".join(bits))
+    return ", ".join(out)
+
+
+def clean_html(html: str | None, *, base: str | None) -> str:
+    """Return sanitised HTML: lazy images resolved, URLs absolute, trackers dropped, allowlisted."""
+    if not html or not html.strip():
+        return ""
+    soup = BeautifulSoup(html, "html.parser")
+    _fix_images(soup)
+    _fix_urls(soup, base)
+    return nh3.clean(
+        str(soup),
+        tags=_TAGS,
+        attributes=_ATTRIBUTES,
+        url_schemes=_SCHEMES,
+        strip_comments=True,
+        link_rel="noopener noreferrer",
+        set_tag_attribute_values={"img": {"referrerpolicy": "no-referrer"}},
+    ).strip()
+
+
+def html_to_text(html: str | None) -> str:
+    """Visible text of an HTML fragment, whitespace collapsed."""
+    if not html:
+        return ""
+    if "<" not in html and "&" not in html:
+        return " ".join(html.split())
+    text = BeautifulSoup(html, "html.parser").get_text(" ")
+    return " ".join(unescape(text).split())
+
+
+def first_image(html: str) -> str | None:
+    """The ``src`` of the first image in already-cleaned HTML."""
+    if "<img" not in html:
+        return None
+    img = BeautifulSoup(html, "html.parser").find("img")
+    src = img.get("src") if isinstance(img, Tag) else None
+    return src if isinstance(src, str) and src else None
+
+
+def _is_wide(char: str) -> bool:
+    return unicodedata.east_asian_width(char) in ("W", "F")
+
+
+def truncate_text(text: str, limit: int) -> str:
+    """Cut ``text`` to at most ``limit`` characters plus an ellipsis.
+
+    Words in space-separated scripts are not split; CJK text (no spaces) is cut between
+    characters; combining marks stay with their base character.
+    """
+    if len(text) <= limit:
+        return text
+    cut = limit
+    while cut > 0 and unicodedata.combining(text[cut]):
+        cut -= 1
+    head = text[:cut]
+    last = head[-1:]
+    if last and not _is_wide(last) and not text[cut].isspace() and not _is_wide(text[cut]):
+        space = head.rfind(" ")
+        if space >= limit * 0.6:
+            head = head[:space]
+    return head.rstrip(" ,.;:，。；：、") + "…"

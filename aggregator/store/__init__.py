@@ -1,0 +1,69 @@
+"""Persistence behind the ``Store`` protocol; SQLAlchemy stays inside this package.
+
+``open_store(url)`` creates the engine, runs the Alembic migrations to head and returns a
+``SqlStore``. The API speaks only the dataclasses of ``aggregator.types``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from ..types import Decision, Entry, Fetched, Known, SourceState, StoredEntry, StoreResult
+from .sql import SqlStore, make_engine, migrate
+
+__all__ = ["SourceLike", "SqlStore", "Store", "open_store"]
+
+
+class SourceLike(Protocol):
+    """What the store needs to know of a configured source."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def group(self) -> str | None: ...
+    @property
+    def enabled(self) -> bool: ...
+
+
+class Store(Protocol):
+    """Everything the pipeline, CLI and scheduler may ask of storage."""
+
+    def sync_sources(self, sources: Iterable[SourceLike], *, now: datetime) -> None: ...
+    def source_state(self, source_id: str) -> SourceState | None: ...
+    def source_states(self) -> tuple[SourceState, ...]: ...
+    def known(self, source_id: str, entries: Sequence[Entry]) -> Known: ...
+    def apply(
+        self,
+        source_id: str,
+        decisions: Sequence[Decision],
+        *,
+        fetched: Fetched,
+        feed_title: str | None,
+        feed_link: str | None,
+        now: datetime,
+    ) -> StoreResult: ...
+    def record_unchanged(self, source_id: str, *, fetched: Fetched, now: datetime) -> None: ...
+    def record_failure(
+        self, source_id: str, *, error: str, http_status: int | None, gone: bool, now: datetime
+    ) -> None: ...
+    def recent_entries(
+        self, source_ids: Sequence[str], *, limit: int
+    ) -> tuple[StoredEntry, ...]: ...
+    def decisions_for(self, entry_id: int) -> tuple[tuple[str, str, str, str], ...]: ...
+    def close(self) -> None: ...
+
+
+def open_store(url: str) -> SqlStore:
+    """Open (creating if needed) the database at ``url`` and migrate it to the latest schema."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
+    migrate(engine)
+    return SqlStore(engine)

@@ -1,0 +1,127 @@
+"""SQLAlchemy 2 typed ORM models; they never leave ``aggregator.store``.
+
+Tables: ``sources`` (polling state, the schedule as data), ``entries`` (merged stories),
+``items`` (one row per source that carried a story: the provenance and the dedup guarantee,
+unique on (source_id, key)), ``decisions`` (every non-trivial dedup/update verdict, for
+``explain``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: identical behaviour on SQLite and PostgreSQL."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError(f"aware datetime required, got {value!r}")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SourceRow(Base):
+    __tablename__ = "sources"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)  # what is polled (follows permanent redirects)
+    config_url: Mapped[str] = mapped_column(Text)  # what the config said, to notice edits
+    title: Mapped[str | None] = mapped_column(Text)
+    group_name: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    feed_title: Mapped[str | None] = mapped_column(Text)
+    feed_link: Mapped[str | None] = mapped_column(Text)
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)
+    body_hash: Mapped[str | None] = mapped_column(String(64))
+    last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_ok_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class EntryRow(Base):
+    __tablename__ = "entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(String(64), unique=True)
+    primary_source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"))
+    title: Mapped[str] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(Text)
+    norm_link: Mapped[str | None] = mapped_column(Text, index=True)
+    norm_title: Mapped[str] = mapped_column(Text, index=True)
+    author: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sort_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    content_html: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text)
+    thumbnail: Mapped[str | None] = mapped_column(Text)
+    categories: Mapped[str] = mapped_column(Text, default="[]")  # JSON list
+    enclosures: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of [url, type, length]
+    content_hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_entries_sort", "sort_at", "id"),)
+
+
+class ItemRow(Base):
+    __tablename__ = "items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"))
+    key: Mapped[str] = mapped_column(Text)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("entries.id"), index=True)
+    is_primary: Mapped[bool] = mapped_column(Boolean)
+    guid: Mapped[str | None] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("source_id", "key", name="uq_items_source_key"),)
+
+
+class DecisionRow(Base):
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source_id: Mapped[str] = mapped_column(String(64), index=True)
+    key: Mapped[str] = mapped_column(Text)
+    entry_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)

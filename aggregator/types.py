@@ -1,0 +1,284 @@
+"""Value types passed between stages: frozen, slotted, no I/O, no ORM rows.
+
+Named for where they come from: ``Fetched`` (fetch -> parse), ``ParsedFeed``/``ParsedEntry``
+(as the source published them), ``Entry`` (normalised by process), ``Decision`` (process's
+verdict on one entry, kept as data for ``explain``), ``StoredEntry``/``SourceState`` (from the
+store), ``PollOutcome`` (one per source per poll).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import MappingProxyType
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Return ``value`` as an aware UTC datetime; naive values are taken to be UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _frozen_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType({k.lower(): v for k, v in headers.items()})
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """What fetch (or a fixture read) produced for one source.
+
+    ``status`` is the HTTP status (200, 304); fixtures use 200, or 304 when the fixture's bytes
+    hash to the stored ``body_hash``. ``body`` is ``None`` on 304.
+    """
+
+    source_id: str
+    url: str
+    status: int
+    body: bytes | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    permanent_url: str | None = None  # set when a 301/308 moved the feed
+    parts: tuple[tuple[str, bytes], ...] = ()  # a directory fixture: (name, bytes) per post
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", _frozen_headers(self.headers))
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+@dataclass(frozen=True, slots=True)
+class Enclosure:
+    url: str
+    type: str | None = None
+    length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEntry:
+    """One entry as the source published it; HTML is raw (not yet cleaned)."""
+
+    guid: str | None = None
+    link: str | None = None
+    title: str | None = None
+    author: str | None = None
+    published_at: datetime | None = None
+    updated_at: datetime | None = None
+    content_html: str | None = None
+    summary_html: str | None = None
+    categories: tuple[str, ...] = ()
+    enclosures: tuple[Enclosure, ...] = ()
+    image: str | None = None  # the feed's own thumbnail for the entry (media:thumbnail, ...)
+    base: str | None = None  # xml:base in effect for the entry's content, if any
+    comments: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "published_at", as_utc(self.published_at))
+        object.__setattr__(self, "updated_at", as_utc(self.updated_at))
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """A whole document as published: feed metadata plus entries, in document order."""
+
+    format: str  # e.g. "rss20", "atom10", "json11", "markdown"
+    title: str | None = None
+    link: str | None = None
+    base: str | None = None
+    image: str | None = None
+    ttl_s: int | None = None
+    entries: tuple[ParsedEntry, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A normalised entry from one source: cleaned HTML, absolute links, a dedup key."""
+
+    source_id: str
+    key: str  # dedup identity within the source: "guid:..", "link:..", "hash:.."
+    guid: str | None
+    link: str | None
+    norm_link: str | None
+    title: str
+    norm_title: str
+    author: str | None
+    published_at: datetime | None  # None: the store uses the first-seen time
+    updated_at: datetime | None
+    content_html: str
+    summary: str
+    thumbnail: str | None
+    categories: tuple[str, ...]
+    enclosures: tuple[Enclosure, ...]
+    content_hash: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "published_at", as_utc(self.published_at))
+        object.__setattr__(self, "updated_at", as_utc(self.updated_at))
+
+
+class Action(StrEnum):
+    """What the pipeline decided for one entry of one poll."""
+
+    NEW = "new"  # a story never seen before: a new merged entry
+    UPDATE = "update"  # the source's item changed (content hash differs)
+    UNCHANGED = "unchanged"  # seen before, same content
+    MERGE = "merge"  # a new item of this source, but the same story as an existing entry
+    DUPLICATE = "duplicate"  # repeated within the same document (same key twice)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownItem:
+    """A source item already stored under (source_id, key)."""
+
+    key: str
+    entry_id: int
+    content_hash: str
+    primary: bool  # this item is the one the merged entry's content comes from
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An existing merged entry another item could be the same story as."""
+
+    entry_id: int
+    source_ids: tuple[str, ...]
+    norm_link: str | None
+    norm_title: str
+    sort_at: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sort_at", as_utc(self.sort_at))
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the store already holds that bears on one poll's entries."""
+
+    items: Mapping[str, KnownItem]  # by key, this source only
+    candidates: tuple[Candidate, ...] = ()  # by norm_link / norm_title, all sources
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One dedup/update verdict, stored as data so ``explain`` can trace an entry's fate."""
+
+    action: Action
+    entry: Entry
+    reason: str
+    entry_id: int | None = None  # the merged entry it joins or updates (None for NEW)
+    primary: bool = True  # for UPDATE: whether the item owns the merged entry's content
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """One source that carried a merged entry."""
+
+    source_id: str
+    source_title: str
+    source_url: str
+    feed_link: str | None
+    link: str | None
+    guid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """A merged entry as the renderers see it."""
+
+    uid: str  # stable id used in every output (urn:uuid:...)
+    title: str
+    link: str | None
+    author: str | None
+    published_at: datetime  # the feed's date, else the first-seen time
+    updated_at: datetime
+    content_html: str
+    summary: str
+    thumbnail: str | None
+    categories: tuple[str, ...]
+    enclosures: tuple[Enclosure, ...]
+    group: str | None  # group of the primary source
+    sources: tuple[Provenance, ...]  # primary source first
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "published_at", as_utc(self.published_at))
+        object.__setattr__(self, "updated_at", as_utc(self.updated_at))
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """Feed-level metadata of one output."""
+
+    name: str
+    title: str
+    base_url: str  # ends with "/"
+    subtitle: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """A source's polling state as stored."""
+
+    source_id: str
+    url: str
+    title: str | None
+    feed_title: str | None
+    feed_link: str | None
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    last_poll_at: datetime | None
+    last_ok_at: datetime | None
+    status: str  # "new", "ok", "not_modified", "failed", "gone"
+    http_status: int | None
+    failures: int
+    last_error: str | None
+    next_check_at: datetime | None
+    entry_count: int
+    enabled: bool
+
+    def __post_init__(self) -> None:
+        for name in ("last_poll_at", "last_ok_at", "next_check_at"):
+            object.__setattr__(self, name, as_utc(getattr(self, name)))
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    new: int = 0
+    updated: int = 0
+    duplicate: int = 0
+    unchanged: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.new or self.updated)
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """The result of polling one source once."""
+
+    source_id: str
+    status: str  # "ok", "not_modified", "failed", "gone"
+    http_status: int | None = None
+    result: StoreResult = StoreResult()
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "not_modified")
+
+
+def utc_now() -> datetime:
+    """The wall clock, for the outer shells only (cli, scheduler); stages take ``now``."""
+    return datetime.now(UTC)

@@ -1,0 +1,85 @@
+"""The command-line contract: check, once [--offline], render, sources; exit codes; summary."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aggregator.cli import main
+
+from .conftest import ROOT
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "seeds", tmp_path / "seeds")
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    return tmp_path / "config" / "aggregator.toml"
+
+
+def test_check_ok(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-c", str(cfg), "check"]) == 0
+    assert "ok (16 sources, 16 enabled; outputs: all)" in capsys.readouterr().out
+
+
+def test_check_lists_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[output]\nlimit = -1\ncolor = 1\n[[sources]]\nid = "x"\nurl = "gopher://x"\n')
+    assert main(["-c", str(bad), "check"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid configuration (3 problems)" in err
+    for key in ("output.limit", "output.color", "sources[0].url"):
+        assert key in err
+
+
+def test_config_from_environment(
+    cfg: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AGGREGATOR_CONFIG", str(cfg))
+    assert main(["check"]) == 0
+    assert str(cfg) in capsys.readouterr().out
+
+
+def test_once_offline_then_sources_and_render(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["-c", str(cfg), "--log-level", "WARNING", "once", "--offline"]) == 0
+    captured = capsys.readouterr()
+    last = captured.out.strip().splitlines()[-1]
+    assert last.startswith("sources: 15 ok, 1 failed; entries: ")
+    assert "reuters-broken" in captured.err
+    assert main(["-c", str(cfg), "sources"]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("reuters-broken"))
+    assert "failed" in row and "ParseError" not in row and "reuters-broken:" in row
+    huxiu = next(line for line in table.splitlines() if line.startswith("huxiu "))
+    assert " ok " in huxiu
+    assert main(["-c", str(cfg), "render"]) == 0
+    assert capsys.readouterr().out.strip() == "outputs: 0 written, 103 unchanged"
+
+
+def test_broken_storage_fails_the_run(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = cfg.read_text().replace(
+        'url = "sqlite:///../state/aggregator.db"', 'url = "nosuchdb://x/y"'
+    )
+    cfg.write_text(text)
+    assert main(["-c", str(cfg), "once", "--offline"]) == 1
+    assert "error: cannot open database" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_python_dash_m_is_the_console_script(cfg: Path) -> None:
+    env = {**os.environ, "AGGREGATOR_CONFIG": str(cfg)}
+    done = subprocess.run(
+        [sys.executable, "-m", "aggregator", "check"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    script = Path(sys.executable).parent / "aggregator"
+    if script.exists():
+        done2 = subprocess.run([str(script), "check"], capture_output=True, text=True, env=env)
+        assert done2.stdout == done.stdout

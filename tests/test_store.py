@@ -1,0 +1,195 @@
+"""Store contract suite: runs on SQLite and, when available, on PostgreSQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from aggregator.process import decide, normalise_entry
+from aggregator.store import SqlStore
+from aggregator.store.models import Base
+from aggregator.types import Action, Decision, Entry, Fetched, ParsedEntry, ParsedFeed
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+WINDOW = timedelta(hours=48)
+
+
+@dataclass(frozen=True)
+class Src:
+    id: str
+    url: str
+    title: str | None = None
+    group: str | None = None
+    enabled: bool = True
+
+
+SOURCES = [Src("s1", "https://one.example/feed", "One", "g"), Src("s2", "https://two.example/feed")]
+
+
+def make(source: str, guid: str | None, *, title: str = "A story title", content: str = "<p>c</p>",
+         link: str | None = None, published: datetime | None = T0) -> Entry:  # fmt: skip
+    parsed = ParsedEntry(
+        guid=guid, link=link, title=title, content_html=content, published_at=published
+    )
+    feed = ParsedFeed(format="rss20")
+    return normalise_entry(parsed, source_id=source, feed=feed, feed_url="https://x.example/")
+
+
+def fetched(source: str, body: bytes = b"x", etag: str | None = None) -> Fetched:
+    return Fetched(
+        source, f"https://{source}.example/feed", 200, body, etag=etag, body_hash=str(hash(body))
+    )
+
+
+def poll(store: SqlStore, source: str, entries: list[Entry], now: datetime = T0):  # type: ignore[no-untyped-def]
+    decisions = decide(entries, store.known(source, entries), now=now, title_window=WINDOW)
+    result = store.apply(source, decisions, fetched=fetched(source), feed_title="Feed " + source,
+                         feed_link=None, now=now)  # fmt: skip
+    return decisions, result
+
+
+@pytest.fixture
+def synced(store: SqlStore) -> SqlStore:
+    store.sync_sources(SOURCES, now=T0)
+    return store
+
+
+def test_migrations_match_the_models(store: SqlStore) -> None:
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_migrating_twice_is_a_no_op(store_url: str) -> None:
+    from aggregator.store import open_store
+
+    open_store(store_url).close()
+    again = open_store(store_url)
+    with again.engine.connect() as conn:
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0001"
+    again.close()
+
+
+def test_sync_sources_follows_config_edits(synced: SqlStore) -> None:
+    state = synced.source_state("s1")
+    assert state is not None and (state.status, state.title, state.url) == (
+        "new",
+        "One",
+        SOURCES[0].url,
+    )
+    synced.sync_sources([Src("s1", "https://moved.example/feed", "Renamed", None, False)], now=T0)
+    state = synced.source_state("s1")
+    assert state is not None
+    assert (state.url, state.title, state.enabled) == (
+        "https://moved.example/feed",
+        "Renamed",
+        False,
+    )
+
+
+def test_new_then_unchanged_then_update(synced: SqlStore) -> None:
+    entries = [make("s1", "a"), make("s1", "b", title="Another story")]
+    _, first = poll(synced, "s1", entries)
+    assert (first.new, first.updated, first.duplicate) == (2, 0, 0)
+    _, second = poll(synced, "s1", entries, T0 + timedelta(hours=1))
+    assert (second.new, second.updated, second.unchanged) == (0, 0, 2)
+    changed = [make("s1", "a", content="<p>edited</p>"), entries[1]]
+    _, third = poll(synced, "s1", changed, T0 + timedelta(hours=2))
+    assert (third.new, third.updated) == (0, 1)
+    stored = synced.recent_entries(["s1"], limit=10)
+    assert len(stored) == 2
+    edited = next(e for e in stored if e.content_html == "<p>edited</p>")
+    assert edited.updated_at == T0 + timedelta(hours=2)  # bumped to when the change was seen
+
+
+def test_cross_source_duplicate_is_merged_with_provenance(synced: SqlStore) -> None:
+    poll(synced, "s1", [make("s1", "a", link="https://news.example/story")])
+    decisions, result = poll(
+        synced, "s2", [make("s2", "zzz", link="http://www.news.example/story/")]
+    )
+    assert decisions[0].action is Action.MERGE and result.duplicate == 1 and result.new == 0
+    (merged,) = synced.recent_entries(["s1", "s2"], limit=10)
+    assert [p.source_id for p in merged.sources] == ["s1", "s2"]
+    assert merged.sources[0].source_title == "One"
+    assert merged.sources[1].source_title == "Feed s2"  # no config title: the feed's own
+    assert merged.group == "g"
+    assert synced.recent_entries(["s2"], limit=10)[0].uid == merged.uid  # an output of s2 alone
+    _, again = poll(synced, "s2", [make("s2", "zzz", link="http://www.news.example/story/")])
+    assert (again.new, again.duplicate, again.unchanged) == (0, 0, 1)
+
+
+def test_unique_constraint_is_the_guarantee(synced: SqlStore) -> None:
+    e = make("s1", "a")
+    stale = (Decision(Action.NEW, e, "raced"),)  # as if two writers decided concurrently
+    for _ in range(2):
+        synced.apply("s1", stale, fetched=fetched("s1"), feed_title=None, feed_link=None, now=T0)
+    assert len(synced.recent_entries(["s1"], limit=10)) == 1
+    state = synced.source_state("s1")
+    assert state is not None and state.entry_count == 1
+
+
+def test_undated_entry_keeps_its_first_seen_time(synced: SqlStore) -> None:
+    undated = make("s1", None, title="No date here", published=None, link="https://e.example/1")
+    poll(synced, "s1", [undated], T0)
+    poll(synced, "s1", [undated], T0 + timedelta(days=3))
+    (stored,) = synced.recent_entries(["s1"], limit=5)
+    assert stored.published_at == T0
+
+
+def test_newest_first_and_limit(synced: SqlStore) -> None:
+    entries = [
+        make("s1", str(i), title=f"Story number {i}", published=T0 - timedelta(hours=i))
+        for i in range(5)
+    ]
+    poll(synced, "s1", list(reversed(entries)))
+    stored = synced.recent_entries(["s1"], limit=3)
+    assert [e.title for e in stored] == ["Story number 0", "Story number 1", "Story number 2"]
+
+
+def test_failures_and_not_modified_are_recorded(synced: SqlStore) -> None:
+    synced.record_failure("s1", error="s1: HTTP 500", http_status=500, gone=False, now=T0)
+    synced.record_failure("s1", error="s1: HTTP 410 gone", http_status=410, gone=True, now=T0)
+    state = synced.source_state("s1")
+    assert state is not None and (state.failures, state.status, state.http_status) == (
+        2,
+        "gone",
+        410,
+    )
+    synced.record_unchanged("s1", fetched=replace(fetched("s1", etag='"v1"'), status=304), now=T0)
+    state = synced.source_state("s1")
+    assert state is not None and (state.failures, state.status, state.etag) == (
+        0,
+        "not_modified",
+        '"v1"',
+    )
+
+
+def test_permanent_redirect_updates_the_polled_url(synced: SqlStore) -> None:
+    moved = replace(fetched("s1"), permanent_url="https://new.example/feed")
+    synced.apply("s1", (), fetched=moved, feed_title=None, feed_link=None, now=T0)
+    state = synced.source_state("s1")
+    assert state is not None and state.url == "https://new.example/feed"
+    synced.sync_sources(SOURCES, now=T0)  # the config did not change: keep the new URL
+    state = synced.source_state("s1")
+    assert state is not None and state.url == "https://new.example/feed"
+
+
+def test_decisions_are_kept_as_data(synced: SqlStore) -> None:
+    poll(synced, "s1", [make("s1", "a", link="https://news.example/x")])
+    poll(synced, "s2", [make("s2", "b", link="https://news.example/x")])
+    (entry,) = synced.recent_entries(["s1"], limit=1)
+    entry_id = synced.entry_ids_by_uid([entry.uid])[entry.uid]
+    trail = synced.decisions_for(entry_id)
+    assert [(s, a) for _, s, a, _ in trail] == [("s1", "new"), ("s2", "merge")]
+    assert "same link" in trail[1][3]
+
+
+def test_sqlite_uses_wal(sqlite_store: SqlStore) -> None:
+    with sqlite_store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
