@@ -24,8 +24,8 @@ run: once
 	$(BIN)/python -m http.server --bind 127.0.0.1 --directory public $(PORT)
 
 lint: setup
-	$(BIN)/ruff format --check aggregator tests bench
-	$(BIN)/ruff check aggregator tests bench
+	$(BIN)/ruff format --check aggregator tests
+	$(BIN)/ruff check aggregator tests
 
 types: setup
 	$(BIN)/mypy
@@ -36,8 +36,8 @@ test: setup
 check: lint types test
 
 fmt: setup
-	$(BIN)/ruff format aggregator tests bench
-	$(BIN)/ruff check --fix aggregator tests bench
+	$(BIN)/ruff format aggregator tests
+	$(BIN)/ruff check --fix aggregator tests
 
 clean:
 	rm -rf $(VENV) state public .pytest_cache .mypy_cache .ruff_cache

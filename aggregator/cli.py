@@ -100,27 +100,22 @@ def _ago(state: SourceState) -> str:
 
 
 def format_sources(states: Sequence[SourceState], configured: set[str]) -> str:
-    """The ``sources`` table as text."""
-    header = ("ID", "STATUS", "HTTP", "LAST POLL", "ENTRIES", "FAILS", "LAST ERROR")
+    """The ``sources`` table as text; full error messages follow the table."""
+    header = ("ID", "STATUS", "HTTP", "LAST POLL", "ENTRIES", "FAILS", "URL")
     rows = [header]
     for s in states:
         status = s.status if s.source_id in configured else f"{s.status} (removed)"
-        error = (s.last_error or "").replace("\n", " ")
         rows.append(
             (s.source_id, status, str(s.http_status or "-"), _ago(s), str(s.entry_count),
-             str(s.failures), error[:80] or "-")
+             str(s.failures), s.url)
         )  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
         for r in rows
     ]
-    moved = [
-        f"  {s.source_id}: now polled at {s.url}"
-        for s in states
-        if s.url and s.source_id in configured
-    ]
-    return "\n".join(lines + (["", "URLs:", *moved] if moved else []))
+    errors = [f"  {s.last_error}" for s in states if s.last_error]
+    return "\n".join(lines + (["", "Last errors:", *errors] if errors else []))
 
 
 def _cmd_sources(config: Config) -> int:

@@ -21,7 +21,8 @@ MAX_BYTES = 10 * 1024 * 1024
 MAX_REDIRECTS = 5
 ACCEPT = (
     "application/atom+xml, application/rss+xml, application/feed+json, application/json;q=0.9, "
-    "application/rdf+xml;q=0.9, application/xml;q=0.8, text/xml;q=0.8, text/markdown;q=0.7, */*;q=0.5"
+    "application/rdf+xml;q=0.9, application/xml;q=0.8, text/xml;q=0.8, text/markdown;q=0.7, "
+    "*/*;q=0.5"
 )
 FIXTURE_SUFFIXES = (".md", ".markdown")
 
@@ -113,7 +114,7 @@ def fetch(
         _check_scheme(source_id, current)
         try:
             with client.stream("GET", current, headers=headers, follow_redirects=False) as resp:
-                if resp.is_redirect:
+                if resp.has_redirect_location:
                     target = urljoin(current, resp.headers.get("location", ""))
                     all_permanent = all_permanent and resp.status_code in (301, 308)
                     permanent = target if all_permanent else None

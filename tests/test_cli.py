@@ -56,7 +56,9 @@ def test_once_offline_then_sources_and_render(
     assert main(["-c", str(cfg), "sources"]) == 0
     table = capsys.readouterr().out
     row = next(line for line in table.splitlines() if line.startswith("reuters-broken"))
-    assert "failed" in row and "ParseError" not in row and "reuters-broken:" in row
+    assert "failed" in row and "https://www.reuters.com/rssFeed/mostRead" in row
+    errors = table.split("Last errors:")[1]
+    assert "reuters-broken: not a readable feed" in errors
     huxiu = next(line for line in table.splitlines() if line.startswith("huxiu "))
     assert " ok " in huxiu
     assert main(["-c", str(cfg), "render"]) == 0

@@ -191,3 +191,18 @@ def test_undated_entries_keep_their_first_seen_date_across_runs(
     undated = [e for e in entries if e.published_at == first_seen]
     assert undated, "the RSS 0.92 sample has undated items"
     assert all(e.published_at != first_seen + timedelta(days=2) for e in entries)
+
+
+def test_golden_outputs(tmp_path: Path) -> None:
+    """Byte-for-byte outputs of a small config (regenerate: `python -m tests.golden_pipeline`)."""
+    from .golden_pipeline import GOLDEN, render_golden
+
+    got = render_golden(tmp_path)
+    want = {
+        str(p.relative_to(GOLDEN)): p.read_bytes() for p in sorted(GOLDEN.rglob("*")) if p.is_file()
+    }
+    assert sorted(got) == sorted(want)
+    for name in want:
+        assert got[name] == want[name], (
+            f"{name} differs: run `python -m tests.golden_pipeline`, review the diff"
+        )

@@ -283,3 +283,11 @@ def test_same_link_within_one_source_is_not_merged() -> None:
         title_window=timedelta(hours=48),
     )
     assert d.action is Action.NEW
+
+
+def test_text_keeps_inline_punctuation_and_separates_blocks() -> None:
+    from aggregator.process import html_to_text
+
+    assert html_to_text('<a href="x">The Other One</a>, live') == "The Other One, live"
+    assert html_to_text("<p>one</p><p>two</p>three<br>four") == "one two three four"
+    assert html_to_text("Tom &amp; Jerry") == "Tom & Jerry"

@@ -40,7 +40,7 @@ SEED = ROOT / "seeds" / "huxiu" / "huxiu-2021-03-22-industrial-internet.md"
 JING = Path("/usr/bin/jing")
 REGEN_HINT = "golden mismatch: run `.venv/bin/python tests/regen_render_golden.py`, review the diff"
 
-SEED_TITLE = "2021年，工业互联网创业机会一定在这里"  # noqa: RUF001 (the seed's fullwidth comma)
+SEED_TITLE = "2021年，工业互联网创业机会一定在这里"
 CHANNEL = Channel(
     name="news",
     title="新闻 · Merged news",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import io
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,9 @@ from ._xml_bytes import (
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SLASH_DATE = re.compile(
+    r"\s*(\d{4})/(\d{1,2})/(\d{1,2})(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?\s*$"
+)
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # Bozo reasons about the declared encoding or media type only: the XML itself was well-formed.
 _SURVIVABLE = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
@@ -139,8 +143,8 @@ def _map_entry(entry: Any, context: _Context) -> ParsedEntry:
         link=_link(entry),
         title=_title(entry),
         author=_author(entry) or _author(_get(entry, "source")) or context.feed_author,
-        published_at=_date(entry, "published_parsed"),
-        updated_at=_date(entry, "updated_parsed"),
+        published_at=_date(entry, "published"),
+        updated_at=_date(entry, "updated"),
         content_html=content_html,
         summary_html=summary_html,
         categories=unique(_str(tag, "term") or _str(tag, "label") for tag in _list(entry, "tags")),
@@ -172,13 +176,28 @@ def _list(node: Any, key: str) -> list[Any]:
 
 
 def _date(node: Any, key: str) -> datetime | None:
-    """feedparser's UTC ``struct_time`` as an aware datetime."""
-    parsed = _get(node, key)
+    """The ``key`` date ("published"/"updated") as an aware UTC datetime."""
+    slashed = _SLASH_DATE.match(_str(node, key) or "")
+    if slashed:
+        return _slash_date(slashed)
+    parsed = _get(node, f"{key}_parsed")  # feedparser's struct_time, already in UTC
     if parsed is None:
         return None
     try:
         return _EPOCH + timedelta(seconds=calendar.timegm(parsed))
     except (OverflowError, TypeError, ValueError):
+        return None
+
+
+def _slash_date(match: re.Match[str]) -> datetime | None:
+    """``2020/1/10 14:33:00``, which feedparser's ISO 8601 handler misreads as 2020-11-01.
+
+    No zone is given: taken as UTC, like every other zoneless date.
+    """
+    year, month, day, hour, minute, second = (int(part or 0) for part in match.groups())
+    try:
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
         return None
 
 

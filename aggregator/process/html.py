@@ -98,14 +98,25 @@ def clean_html(html: str | None, *, base: str | None) -> str:
     ).strip()
 
 
+_BLOCKS = ("p", "div", "br", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6",
+           "blockquote", "pre", "figure", "figcaption", "section", "article", "table", "ul", "ol",
+           "dd", "dt", "hr")  # fmt: skip
+
+
 def html_to_text(html: str | None) -> str:
-    """Visible text of an HTML fragment, whitespace collapsed."""
+    """Visible text of an HTML fragment, whitespace collapsed.
+
+    Block elements separate words; inline ones do not ("<a>x</a>," stays "x,").
+    """
     if not html:
         return ""
     if "<" not in html and "&" not in html:
         return " ".join(html.split())
-    text = BeautifulSoup(html, "html.parser").get_text(" ")
-    return " ".join(unescape(text).split())
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup.find_all(_BLOCKS):
+        tag.insert_before(" ")
+        tag.insert_after(" ")
+    return " ".join(unescape(soup.get_text()).split())
 
 
 def first_image(html: str) -> str | None:

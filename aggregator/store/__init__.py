@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Protocol
 
 from ..types import Decision, Entry, Fetched, Known, SourceState, StoredEntry, StoreResult
-from .sql import SqlStore, make_engine, migrate
+from .engine import make_engine, migrate
+from .sql import SqlStore
 
 __all__ = ["SourceLike", "SqlStore", "Store", "open_store"]
 

@@ -7,17 +7,13 @@ with concurrent writers.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -27,7 +23,6 @@ from ..types import (
     Action,
     Candidate,
     Decision,
-    Enclosure,
     Entry,
     Fetched,
     Known,
@@ -37,12 +32,12 @@ from ..types import (
     StoredEntry,
     StoreResult,
 )
+from .convert import entry_values, to_state, to_stored
 from .models import DecisionRow, EntryRow, ItemRow, SourceRow
 
 if TYPE_CHECKING:
     from . import SourceLike
 
-MIGRATIONS = Path(__file__).parent / "migrations"
 UID_NAMESPACE = uuid.UUID("6f1d3c1e-6a52-4c1b-9a8e-5b0d2f7a9c11")
 CHUNK = 500  # bound on bound parameters per IN (...) (SQLite's limit is 32766 nowadays, 999 once)
 
@@ -55,81 +50,6 @@ def entry_uid(source_id: str, key: str) -> str:
 def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
     for start in range(0, len(values), CHUNK):
         yield values[start : start + CHUNK]
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-def make_engine(url: str) -> Engine:
-    try:
-        engine = create_engine(url)
-    except (SQLAlchemyError, ImportError, ValueError) as exc:
-        raise StoreError(f"cannot open database {url!r}: {exc}") from exc
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-def migrate(engine: Engine) -> None:
-    """Run the Alembic migrations up to head (idempotent)."""
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    try:
-        with engine.begin() as connection:
-            cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
-    except SQLAlchemyError as exc:
-        raise StoreError(f"cannot migrate database {engine.url!r}: {exc}") from exc
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _entry_values(entry: Entry) -> dict[str, Any]:
-    """Columns of ``entries`` that come straight from the source's item."""
-    return {
-        "title": entry.title,
-        "link": entry.link,
-        "norm_link": entry.norm_link,
-        "norm_title": entry.norm_title,
-        "author": entry.author,
-        "published_at": entry.published_at,
-        "content_html": entry.content_html,
-        "summary": entry.summary,
-        "thumbnail": entry.thumbnail,
-        "categories": _dumps(list(entry.categories)),
-        "enclosures": _dumps([[e.url, e.type, e.length] for e in entry.enclosures]),
-        "content_hash": entry.content_hash,
-    }
-
-
-def _state(row: SourceRow, entry_count: int) -> SourceState:
-    return SourceState(
-        source_id=row.id,
-        url=row.url,
-        title=row.title,
-        feed_title=row.feed_title,
-        feed_link=row.feed_link,
-        etag=row.etag,
-        last_modified=row.last_modified,
-        body_hash=row.body_hash,
-        last_poll_at=row.last_poll_at,
-        last_ok_at=row.last_ok_at,
-        status=row.status,
-        http_status=row.http_status,
-        failures=row.failures,
-        last_error=row.last_error,
-        next_check_at=row.next_check_at,
-        entry_count=entry_count,
-        enabled=row.enabled,
-    )
 
 
 class SqlStore:
@@ -178,14 +98,14 @@ class SqlStore:
             count = session.scalar(
                 select(func.count()).select_from(ItemRow).where(ItemRow.source_id == source_id)
             )
-            return _state(row, count or 0)
+            return to_state(row, count or 0)
 
     def source_states(self) -> tuple[SourceState, ...]:
         with self._session() as session:
             stmt = select(ItemRow.source_id, func.count()).group_by(ItemRow.source_id)
             counts = {source_id: count for source_id, count in session.execute(stmt)}
             rows = session.scalars(select(SourceRow).order_by(SourceRow.id))
-            return tuple(_state(row, counts.get(row.id, 0)) for row in rows)
+            return tuple(to_state(row, counts.get(row.id, 0)) for row in rows)
 
     def _poll_ok(self, row: SourceRow, fetched: Fetched, now: datetime) -> None:
         row.last_poll_at = row.last_ok_at = now
@@ -321,7 +241,7 @@ class SqlStore:
     def _insert_entry(
         self, session: Session, source_id: str, entry: Entry, now: datetime
     ) -> int | None:
-        values = _entry_values(entry)
+        values = entry_values(entry)
         stmt = (
             self._insert(EntryRow)
             .values(
@@ -377,7 +297,7 @@ class SqlStore:
         row = session.get(EntryRow, decision.entry_id)
         if row is None:
             return
-        for name, value in _entry_values(entry).items():
+        for name, value in entry_values(entry).items():
             setattr(row, name, value)
         newer = entry.updated_at if entry.updated_at and entry.updated_at > row.updated_at else None
         row.updated_at = newer or now
@@ -402,7 +322,7 @@ class SqlStore:
             )
             provenance, groups = self._provenance(session, [row.id for row in rows])
         return tuple(
-            _stored(row, provenance.get(row.id, ()), groups.get(row.primary_source_id))
+            to_stored(row, provenance.get(row.id, ()), groups.get(row.primary_source_id))
             for row in rows
         )
 
@@ -447,23 +367,3 @@ class SqlStore:
         with self._session() as session:
             stmt = select(EntryRow.uid, EntryRow.id).where(EntryRow.uid.in_(list(uids)))
             return {uid: entry_id for uid, entry_id in session.execute(stmt)}
-
-
-def _stored(row: EntryRow, sources: tuple[Provenance, ...], group: str | None) -> StoredEntry:
-    return StoredEntry(
-        uid=row.uid,
-        title=row.title,
-        link=row.link,
-        author=row.author,
-        published_at=row.published_at or row.first_seen_at,
-        updated_at=row.updated_at,
-        content_html=row.content_html,
-        summary=row.summary,
-        thumbnail=row.thumbnail,
-        categories=tuple(json.loads(row.categories)),
-        enclosures=tuple(
-            Enclosure(url, typ, length) for url, typ, length in json.loads(row.enclosures)
-        ),
-        group=group,
-        sources=sources,
-    )

@@ -1,0 +1,73 @@
+"""Conversions between ORM rows and the dataclasses of ``aggregator.types``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..types import Enclosure, Entry, Provenance, SourceState, StoredEntry
+from .models import EntryRow, SourceRow
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def entry_values(entry: Entry) -> dict[str, Any]:
+    """Columns of ``entries`` that come straight from the source's item."""
+    return {
+        "title": entry.title,
+        "link": entry.link,
+        "norm_link": entry.norm_link,
+        "norm_title": entry.norm_title,
+        "author": entry.author,
+        "published_at": entry.published_at,
+        "content_html": entry.content_html,
+        "summary": entry.summary,
+        "thumbnail": entry.thumbnail,
+        "categories": dumps(list(entry.categories)),
+        "enclosures": dumps([[e.url, e.type, e.length] for e in entry.enclosures]),
+        "content_hash": entry.content_hash,
+    }
+
+
+def to_state(row: SourceRow, entry_count: int) -> SourceState:
+    return SourceState(
+        source_id=row.id,
+        url=row.url,
+        title=row.title,
+        feed_title=row.feed_title,
+        feed_link=row.feed_link,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        body_hash=row.body_hash,
+        last_poll_at=row.last_poll_at,
+        last_ok_at=row.last_ok_at,
+        status=row.status,
+        http_status=row.http_status,
+        failures=row.failures,
+        last_error=row.last_error,
+        next_check_at=row.next_check_at,
+        entry_count=entry_count,
+        enabled=row.enabled,
+    )
+
+
+def to_stored(row: EntryRow, sources: tuple[Provenance, ...], group: str | None) -> StoredEntry:
+    return StoredEntry(
+        uid=row.uid,
+        title=row.title,
+        link=row.link,
+        author=row.author,
+        published_at=row.published_at or row.first_seen_at,
+        updated_at=row.updated_at,
+        content_html=row.content_html,
+        summary=row.summary,
+        thumbnail=row.thumbnail,
+        categories=tuple(json.loads(row.categories)),
+        enclosures=tuple(
+            Enclosure(url, typ, length) for url, typ, length in json.loads(row.enclosures)
+        ),
+        group=group,
+        sources=sources,
+    )

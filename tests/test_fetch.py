@@ -1,0 +1,141 @@
+"""fetch() over an httpx.MockTransport, and fixture reads. No sockets, no clock."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aggregator.errors import FetchError
+from aggregator.fetch import fetch, make_client, read_fixture, retry_after_s
+
+FEED = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def client(handler: Handler) -> httpx.Client:
+    return httpx.Client(transport=httpx.MockTransport(handler), headers={"User-Agent": "test"})
+
+
+def test_conditional_get_sends_validators_and_304_is_a_value() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.headers.get("if-none-match") == '"v1"':
+            return httpx.Response(304)
+        return httpx.Response(
+            200,
+            content=FEED,
+            headers={"ETag": '"v1"', "Last-Modified": "Wed, 01 Jan 2025 00:00:00 GMT"},
+        )
+
+    with client(handler) as c:
+        first = fetch(c, "s", "https://feeds.example/a")
+        assert (first.status, first.body, first.etag) == (200, FEED, '"v1"')
+        assert first.body_hash and first.last_modified == "Wed, 01 Jan 2025 00:00:00 GMT"
+        second = fetch(
+            c, "s", "https://feeds.example/a", etag=first.etag, last_modified=first.last_modified
+        )
+    assert second.not_modified and second.body is None and second.etag == '"v1"'
+    assert seen[1].headers["if-modified-since"] == "Wed, 01 Jan 2025 00:00:00 GMT"
+    assert "application/atom+xml" in seen[0].headers["accept"]
+
+
+def redirecting(chain: dict[str, tuple[int, str]]) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        if url in chain:
+            status, target = chain[url]
+            return httpx.Response(status, headers={"Location": target})
+        return httpx.Response(200, content=FEED)
+
+    return handler
+
+
+def test_permanent_redirects_are_reported_temporary_ones_are_not() -> None:
+    perm = {"https://a.example/f": (301, "https://b.example/f"), "https://b.example/f": (308, "/g")}
+    with client(redirecting(perm)) as c:
+        got = fetch(c, "s", "https://a.example/f")
+    assert got.permanent_url == "https://b.example/g" and got.url == "https://b.example/g"
+    mixed = {
+        "https://a.example/f": (302, "https://b.example/f"),
+        "https://b.example/f": (301, "https://c.example/f"),
+    }
+    with client(redirecting(mixed)) as c:
+        assert fetch(c, "s", "https://a.example/f").permanent_url is None
+
+
+def test_too_many_redirects_and_non_http_schemes_are_refused() -> None:
+    loop = {f"https://a.example/{i}": (302, f"https://a.example/{i + 1}") for i in range(10)}
+    with client(redirecting(loop)) as c, pytest.raises(FetchError, match="more than 5 redirects"):
+        fetch(c, "s", "https://a.example/0")
+    to_file = {"https://a.example/f": (301, "file:///etc/passwd")}
+    with client(redirecting(to_file)) as c, pytest.raises(FetchError, match="non-http"):
+        fetch(c, "s", "https://a.example/f")
+
+
+@pytest.mark.parametrize(("status", "gone"), [(404, False), (410, True), (500, False)])
+def test_http_errors_carry_their_status(status: int, gone: bool) -> None:
+    with client(lambda r: httpx.Response(status)) as c, pytest.raises(FetchError) as info:
+        fetch(c, "src", "https://a.example/f")
+    assert info.value.status == status and str(info.value).startswith(f"src: HTTP {status}")
+    assert ("gone" in str(info.value)) is gone
+
+
+def test_429_carries_retry_after() -> None:
+    with (
+        client(lambda r: httpx.Response(429, headers={"Retry-After": "120"})) as c,
+        pytest.raises(FetchError) as info,
+    ):
+        fetch(c, "s", "https://a.example/f")
+    assert info.value.retry_after_s == 120.0
+    assert retry_after_s("soon") is None and retry_after_s(None) is None
+
+
+def test_body_cap_holds_for_declared_and_decoded_sizes() -> None:
+    big = b"x" * 2048
+    with (
+        client(lambda r: httpx.Response(200, content=big)) as c,
+        pytest.raises(FetchError, match="cap"),
+    ):
+        fetch(c, "s", "https://a.example/f", max_bytes=1024)
+    bomb = gzip.compress(b"\0" * 200_000)  # small on the wire, large decoded
+    headers = {"Content-Encoding": "gzip"}
+    with client(lambda r: httpx.Response(200, content=bomb, headers=headers)) as c:
+        with pytest.raises(FetchError, match="decoded"):
+            fetch(c, "s", "https://a.example/f", max_bytes=100_000)
+        assert fetch(c, "s", "https://a.example/f", max_bytes=300_000).body == b"\0" * 200_000
+
+
+def test_transport_errors_become_fetch_errors() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with client(handler) as c, pytest.raises(FetchError, match="ReadTimeout"):
+        fetch(c, "s", "https://a.example/f")
+
+
+def test_make_client_sets_a_clear_user_agent() -> None:
+    with make_client(user_agent="aggregator/0 (+https://x)") as c:
+        assert c.headers["user-agent"] == "aggregator/0 (+https://x)"
+
+
+def test_fixture_file_and_directory(tmp_path: Path) -> None:
+    (tmp_path / "feed.xml").write_bytes(FEED)
+    got = read_fixture("s", tmp_path / "feed.xml", url="https://a.example/f")
+    assert (got.status, got.body, got.url) == (200, FEED, "https://a.example/f")
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    (posts / "b.md").write_bytes(b"---\ntitle: b\n---\nB")
+    (posts / "a.md").write_bytes(b"---\ntitle: a\n---\nA")
+    (posts / "notes.txt").write_bytes(b"ignored")
+    bundle = read_fixture("s", posts, url="https://a.example/")
+    assert [name for name, _ in bundle.parts] == ["a.md", "b.md"]
+    (posts / "a.md").write_bytes(b"---\ntitle: a2\n---\nA")
+    assert read_fixture("s", posts, url="https://a.example/").body_hash != bundle.body_hash
+    with pytest.raises(FetchError, match="cannot read fixture"):
+        read_fixture("s", tmp_path / "missing.xml", url="https://a.example/")
