@@ -206,3 +206,41 @@ def test_golden_outputs(tmp_path: Path) -> None:
         assert got[name] == want[name], (
             f"{name} differs: run `python -m tests.golden_pipeline`, review the diff"
         )
+
+
+def test_polling_over_http_uses_conditional_get(tmp_path: Path, clock: Clock) -> None:
+    """Without --offline a source is fetched with the shared client; a 304 parses and writes nothing."""
+    import httpx
+
+    body = (ROOT / "seeds" / "feeds" / "rss2-reader-full.rss").read_bytes()
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        if request.headers.get("if-none-match") == '"v1"':
+            return httpx.Response(304, headers={"ETag": '"v1"'})
+        return httpx.Response(
+            200, content=body, headers={"ETag": '"v1"', "Content-Type": "application/rss+xml"}
+        )
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[storage]\nurl = "sqlite:///s.db"\n[output]\ndir = "out"\n'
+        '[[sources]]\nid = "r"\nurl = "https://feeds.example/rss"\n',
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    store = open_store(config.storage.url)
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        first = run_once(config, store, now=clock.now, offline=False, client=client)
+        second = run_once(
+            config, store, now=clock.advance(minutes=30), offline=False, client=client
+        )
+    store.close()
+    assert first.outcomes[0].status == "ok" and first.outcomes[0].result.new == 5
+    assert second.outcomes[0].status == "not_modified" and second.outcomes[0].http_status == 304
+    assert (
+        "if-none-match" not in requests[0].headers
+        and requests[1].headers["if-none-match"] == '"v1"'
+    )
+    assert sum(len(r.written) for r in second.renders) == 0
