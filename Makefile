@@ -1,9 +1,8 @@
-# Quick start:   make run     (set up, poll the offline seeds, serve the outputs on 127.0.0.1:8080)
+# Quick start:   make run     (set up, run the daemon on the offline seeds, serve on 127.0.0.1:8080)
 #                make check   (set up, then format check, lint, types and the whole test suite)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-PORT   ?= 8080
 
 .PHONY: setup run once check test lint types fmt clean
 
@@ -18,10 +17,9 @@ setup: $(BIN)/aggregator
 once: setup
 	$(BIN)/aggregator -c config/aggregator.toml once --offline
 
-# Until the daemon (`aggregator run`) lands, serve the rendered outputs with a static server.
-run: once
-	@echo "serving public/ on http://127.0.0.1:$(PORT)/all.atom (Ctrl-C to stop)"
-	$(BIN)/python -m http.server --bind 127.0.0.1 --directory public $(PORT)
+run: setup
+	@echo "daemon: http://127.0.0.1:8080/all.atom (also all.rss, all.json, /healthz, /metrics); Ctrl-C stops it"
+	$(BIN)/aggregator -c config/aggregator.toml run --offline
 
 lint: setup
 	$(BIN)/ruff format --check aggregator tests

@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     once.add_argument("--offline", action="store_true", help="read each source's fixture")
     sub.add_parser("render", help="regenerate outputs from the database alone")
     sub.add_parser("sources", help="show each source's polling state")
-    sub.add_parser("run", help="run the daemon (not yet available)")
+    run = sub.add_parser("run", help="run the daemon: poll on schedule, serve the outputs")
+    run.add_argument("--offline", action="store_true", help="poll each source's fixture")
     return parser
 
 
@@ -129,6 +130,33 @@ def _cmd_sources(config: Config) -> int:
     return 0
 
 
+def _cmd_run(config: Config, offline: bool) -> int:
+    from .daemon import Daemon, run_daemon  # APScheduler and the server: only for the daemon
+    from .metrics import Metrics
+    from .systemd import Notifier
+
+    store = open_store(config.storage.url)
+    client = (
+        None
+        if offline
+        else make_client(
+            user_agent=USER_AGENT,
+            connect_timeout_s=config.poll.connect_timeout_s,
+            read_timeout_s=config.poll.read_timeout_s,
+            max_connections=config.poll.max_concurrency,
+        )
+    )
+    notifier = Notifier()
+    daemon = Daemon(config, store, Metrics(), notifier, offline=offline, client=client)
+    try:
+        return run_daemon(daemon)
+    finally:
+        notifier.close()
+        if client is not None:
+            client.close()
+        store.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -136,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for noisy in ("alembic", "apscheduler", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         config = load_config(_config_path(args.config))
         if args.command == "check":
@@ -147,11 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_render(config)
         if args.command == "sources":
             return _cmd_sources(config)
-        print(
-            "aggregator run: the daemon is not available yet (see the issue tracker)",
-            file=sys.stderr,
-        )
-        return 2
+        return _cmd_run(config, args.offline)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

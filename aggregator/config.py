@@ -6,18 +6,34 @@ No I/O beyond reading the file and checking that fixtures exist; no clock.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from .configcheck import (
+    FORMATS,
+    Check,
+    Problems,
+    check_table,
+    is_bool,
+    is_duration,
+    is_formats,
+    is_fraction,
+    is_http_url,
+    is_id,
+    is_listen,
+    is_pos_int,
+    is_pos_num,
+    is_storage_url,
+    is_str,
+    is_str_list,
+    parse_duration,
+)
 from .errors import ConfigError
 
-ID_RE = re.compile(r"^[a-z0-9_-]+$")
-FORMATS = ("atom", "rss", "json", "markdown")
+__all__ = ["FORMATS", "Config", "load_config", "parse_config", "parse_duration"]
 DEFAULT_FORMATS = ("atom", "rss", "json")
 DEFAULT_PATH = Path("config/aggregator.toml")
 
@@ -25,6 +41,31 @@ DEFAULT_PATH = Path("config/aggregator.toml")
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     url: str = "sqlite:///state/aggregator.db"
+    keep_removed: bool = True  # entries of sources removed from the config stay
+
+
+@dataclass(frozen=True, slots=True)
+class PollConfig:
+    """Scheduling and fetching defaults; durations in seconds."""
+
+    interval_s: float = 30 * 60
+    min_interval_s: float = 5 * 60
+    max_interval_s: float = 24 * 3600
+    jitter: float = 0.1  # up to this fraction of the wait is added, per source
+    tick_s: float = 30.0  # how often the scheduler looks for due sources
+    max_concurrency: int = 16
+    per_host: int = 2
+    timeout_s: float = 60.0  # total, per request
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 30.0
+    max_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    enabled: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +91,7 @@ class SourceConfig:
     group: str | None = None
     fixture: Path | None = None
     enabled: bool = True
+    interval_s: float | None = None  # else [poll] interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +118,8 @@ class Config:
     storage: StorageConfig = StorageConfig()
     output: OutputConfig = OutputConfig()
     dedup: DedupConfig = DedupConfig()
+    poll: PollConfig = PollConfig()
+    server: ServerConfig = ServerConfig()
     sources: tuple[SourceConfig, ...] = ()
     outputs: tuple[OutputSpec, ...] = field(default=())
 
@@ -90,126 +134,46 @@ class Config:
         return tuple(s for s in self.sources if s.enabled)
 
 
-# -- validation helpers ---------------------------------------------------------------------------
-
-
-class _Problems:
-    """Collects problems with their key paths."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.items.append(f"{path}: {message}")
-
-
-Check = Callable[[Any], str | None]  # returns an error message, or None when fine
-
-
-def _is_str(v: Any) -> str | None:
-    return None if isinstance(v, str) and v.strip() else "must be a non-empty string"
-
-
-def _is_pos_int(v: Any) -> str | None:
-    ok = isinstance(v, int) and not isinstance(v, bool) and v > 0
-    return None if ok else "must be a positive integer"
-
-
-def _is_pos_num(v: Any) -> str | None:
-    ok = isinstance(v, int | float) and not isinstance(v, bool) and v > 0
-    return None if ok else "must be a positive number"
-
-
-def _is_bool(v: Any) -> str | None:
-    return None if isinstance(v, bool) else "must be true or false"
-
-
-def _is_id(v: Any) -> str | None:
-    ok = isinstance(v, str) and ID_RE.match(v)
-    return None if ok else "must match [a-z0-9_-]+"
-
-
-def _is_http_url(v: Any) -> str | None:
-    if not isinstance(v, str):
-        return "must be a string URL"
-    parts = urlsplit(v)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return f"must be an http(s) URL, got {v!r}"
-    return None
-
-
-def _is_str_list(v: Any) -> str | None:
-    ok = isinstance(v, list) and all(isinstance(x, str) and x for x in v)
-    return None if ok else "must be a list of non-empty strings"
-
-
-def _is_formats(v: Any) -> str | None:
-    if _is_str_list(v) or not v:
-        return f"must be a non-empty list of formats from {list(FORMATS)}"
-    bad = [x for x in v if x not in FORMATS]
-    return f"unknown formats {bad}; choose from {list(FORMATS)}" if bad else None
-
-
-def _is_storage_url(v: Any) -> str | None:
-    if _is_str(v):
-        return "must be an SQLAlchemy URL string"
-    if "://" not in v:
-        return f"must be an SQLAlchemy URL like sqlite:///path.db, got {v!r}"
-    return None
-
-
-def _table(
-    raw: Any,
-    path: str,
-    spec: Mapping[str, Check],
-    problems: _Problems,
-    required: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """Check one TOML table against ``spec``; return the keys whose values passed."""
-    if not isinstance(raw, dict):
-        problems.add(path, "must be a table")
-        return {}
-    good: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in spec:
-            problems.add(f"{path}.{key}", f"unknown key (expected one of {sorted(spec)})")
-            continue
-        message = spec[key](value)
-        if message:
-            problems.add(f"{path}.{key}", message)
-        else:
-            good[key] = value
-    for key in required:
-        if key not in raw:
-            problems.add(f"{path}.{key}", "is required")
-    return good
-
-
-_TOP = ("storage", "output", "dedup", "sources", "outputs")
-_STORAGE: dict[str, Check] = {"url": _is_storage_url}
-_OUTPUT: dict[str, Check] = {
-    "dir": _is_str,
-    "title": _is_str,
-    "base_url": _is_http_url,
-    "limit": _is_pos_int,
-    "formats": _is_formats,
+_TOP = ("storage", "output", "dedup", "poll", "server", "sources", "outputs")
+_STORAGE: dict[str, Check] = {"url": is_storage_url, "keep_removed": is_bool}
+_POLL: dict[str, Check] = {
+    "interval": is_duration,
+    "min_interval": is_duration,
+    "max_interval": is_duration,
+    "jitter": is_fraction,
+    "tick": is_duration,
+    "max_concurrency": is_pos_int,
+    "per_host": is_pos_int,
+    "timeout": is_duration,
+    "connect_timeout": is_duration,
+    "read_timeout": is_duration,
+    "max_bytes": is_pos_int,
 }
-_DEDUP: dict[str, Check] = {"title_window_hours": _is_pos_num, "min_title_length": _is_pos_int}
+_SERVER: dict[str, Check] = {"listen": is_listen, "enabled": is_bool}
+_OUTPUT: dict[str, Check] = {
+    "dir": is_str,
+    "title": is_str,
+    "base_url": is_http_url,
+    "limit": is_pos_int,
+    "formats": is_formats,
+}
+_DEDUP: dict[str, Check] = {"title_window_hours": is_pos_num, "min_title_length": is_pos_int}
 _SOURCE: dict[str, Check] = {
-    "id": _is_id,
-    "url": _is_http_url,
-    "title": _is_str,
-    "group": _is_str,
-    "fixture": _is_str,
-    "enabled": _is_bool,
+    "id": is_id,
+    "url": is_http_url,
+    "title": is_str,
+    "group": is_str,
+    "fixture": is_str,
+    "enabled": is_bool,
+    "interval": is_duration,
 }
 _OUTPUTS: dict[str, Check] = {
-    "name": _is_id,
-    "title": _is_str,
-    "groups": _is_str_list,
-    "sources": _is_str_list,
-    "formats": _is_formats,
-    "limit": _is_pos_int,
+    "name": is_id,
+    "title": is_str,
+    "groups": is_str_list,
+    "sources": is_str_list,
+    "formats": is_formats,
+    "limit": is_pos_int,
 }
 
 
@@ -227,7 +191,7 @@ def resolve_storage_url(url: str, base: Path) -> str:
     return prefix + str(_resolve(base, rest))
 
 
-def _build_sources(raw: Any, base: Path, problems: _Problems) -> tuple[SourceConfig, ...]:
+def _build_sources(raw: Any, base: Path, problems: Problems) -> tuple[SourceConfig, ...]:
     if not isinstance(raw, list):
         problems.add("sources", "must be an array of tables ([[sources]])")
         return ()
@@ -235,7 +199,7 @@ def _build_sources(raw: Any, base: Path, problems: _Problems) -> tuple[SourceCon
     seen: dict[str, int] = {}
     for i, item in enumerate(raw):
         path = f"sources[{i}]"
-        good = _table(item, path, _SOURCE, problems, required=("id", "url"))
+        good = check_table(item, path, _SOURCE, problems, required=("id", "url"))
         if "id" in good:
             if good["id"] in seen:
                 problems.add(
@@ -254,13 +218,14 @@ def _build_sources(raw: Any, base: Path, problems: _Problems) -> tuple[SourceCon
                     group=good.get("group"),
                     fixture=fixture,
                     enabled=good.get("enabled", True),
+                    interval_s=parse_duration(good["interval"]) if "interval" in good else None,
                 )
             )
     return tuple(sources)
 
 
 def _build_outputs(
-    raw: Any, output: OutputConfig, sources: tuple[SourceConfig, ...], problems: _Problems
+    raw: Any, output: OutputConfig, sources: tuple[SourceConfig, ...], problems: Problems
 ) -> tuple[OutputSpec, ...]:
     if raw is None:
         return (
@@ -275,7 +240,7 @@ def _build_outputs(
     names: set[str] = set()
     for i, item in enumerate(raw):
         path = f"outputs[{i}]"
-        good = _table(item, path, _OUTPUTS, problems, required=("name",))
+        good = check_table(item, path, _OUTPUTS, problems, required=("name",))
         for name in good.get("sources", []):
             if name not in ids:
                 problems.add(f"{path}.sources", f"unknown source id {name!r}")
@@ -300,7 +265,53 @@ def _build_outputs(
     return tuple(specs)
 
 
-def _check_writable(directory: Path, problems: _Problems) -> None:
+def _build_poll(raw: dict[str, Any], problems: Problems) -> PollConfig:
+    seconds = {k: parse_duration(v) for k, v in raw.items() if k in _DURATION_KEYS}
+    defaults = PollConfig()
+    poll = PollConfig(
+        interval_s=seconds.get("interval") or defaults.interval_s,
+        min_interval_s=seconds.get("min_interval") or defaults.min_interval_s,
+        max_interval_s=seconds.get("max_interval") or defaults.max_interval_s,
+        jitter=float(raw.get("jitter", defaults.jitter)),
+        tick_s=seconds.get("tick") or defaults.tick_s,
+        max_concurrency=raw.get("max_concurrency", defaults.max_concurrency),
+        per_host=raw.get("per_host", defaults.per_host),
+        timeout_s=seconds.get("timeout") or defaults.timeout_s,
+        connect_timeout_s=seconds.get("connect_timeout") or defaults.connect_timeout_s,
+        read_timeout_s=seconds.get("read_timeout") or defaults.read_timeout_s,
+        max_bytes=raw.get("max_bytes", defaults.max_bytes),
+    )
+    if not poll.min_interval_s <= poll.interval_s <= poll.max_interval_s:
+        problems.add("poll.interval", "must satisfy min_interval <= interval <= max_interval")
+    return poll
+
+
+_DURATION_KEYS = frozenset(k for k, check in _POLL.items() if check is is_duration)
+
+
+def _build_server(raw: dict[str, Any]) -> ServerConfig:
+    defaults = ServerConfig()
+    host, port = defaults.host, defaults.port
+    if "listen" in raw:
+        host, _, port_text = raw["listen"].rpartition(":")
+        host, port = host.strip("[]"), int(port_text)
+    return ServerConfig(host=host, port=port, enabled=raw.get("enabled", defaults.enabled))
+
+
+def _check_intervals(
+    sources: tuple[SourceConfig, ...], poll: PollConfig, problems: Problems
+) -> None:
+    for i, source in enumerate(sources):
+        interval = source.interval_s
+        if interval is not None and not poll.min_interval_s <= interval <= poll.max_interval_s:
+            problems.add(
+                f"sources[{i}].interval",
+                f"must be within [poll] min_interval..max_interval "
+                f"({poll.min_interval_s:g}s..{poll.max_interval_s:g}s)",
+            )
+
+
+def _check_writable(directory: Path, problems: Problems) -> None:
     existing = directory
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -310,19 +321,24 @@ def _check_writable(directory: Path, problems: _Problems) -> None:
 
 def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     """Validate parsed TOML ``data`` (from the file at ``path``) into a ``Config``."""
-    problems = _Problems()
+    problems = Problems()
     base = path.parent.resolve()
     for key in data:
         if key not in _TOP:
             problems.add(key, f"unknown key (expected one of {sorted(_TOP)})")
-    storage_raw = _table(data.get("storage", {}), "storage", _STORAGE, problems)
-    output_raw = _table(data.get("output", {}), "output", _OUTPUT, problems)
-    dedup_raw = _table(data.get("dedup", {}), "dedup", _DEDUP, problems)
+    storage_raw = check_table(data.get("storage", {}), "storage", _STORAGE, problems)
+    output_raw = check_table(data.get("output", {}), "output", _OUTPUT, problems)
+    dedup_raw = check_table(data.get("dedup", {}), "dedup", _DEDUP, problems)
+    poll = _build_poll(check_table(data.get("poll", {}), "poll", _POLL, problems), problems)
+    server = _build_server(check_table(data.get("server", {}), "server", _SERVER, problems))
     defaults = OutputConfig()
     storage = StorageConfig(
-        url=resolve_storage_url(storage_raw.get("url", StorageConfig().url), base)
+        url=resolve_storage_url(storage_raw.get("url", StorageConfig().url), base),
+        keep_removed=storage_raw.get("keep_removed", True),
     )
-    base_url = output_raw.get("base_url", defaults.base_url)
+    # Self links must name where the outputs are served: default to the server's address.
+    host = f"[{server.host}]" if ":" in server.host else server.host
+    base_url = output_raw.get("base_url", f"http://{host}:{server.port}/")
     output = OutputConfig(
         dir=_resolve(base, output_raw.get("dir", "public")),
         title=output_raw.get("title", defaults.title),
@@ -333,6 +349,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     _check_writable(output.dir, problems)
     sources = _build_sources(data.get("sources", []), base, problems)
     outputs = _build_outputs(data.get("outputs"), output, sources, problems)
+    _check_intervals(sources, poll, problems)
     if problems.items:
         raise ConfigError(problems.items, path=str(path))
     return Config(
@@ -340,6 +357,8 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
         storage=storage,
         output=output,
         dedup=DedupConfig(**dedup_raw),
+        poll=poll,
+        server=server,
         sources=sources,
         outputs=outputs,
     )

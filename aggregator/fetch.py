@@ -8,6 +8,9 @@ No parsing here.
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -70,13 +73,43 @@ def _conditional_headers(etag: str | None, last_modified: str | None) -> dict[st
     return headers
 
 
-def _read_capped(source_id: str, response: httpx.Response, max_bytes: int) -> bytes:
+def freshness_s(headers: Mapping[str, str], now: datetime) -> float | None:
+    """How long the response stays fresh: Cache-Control max-age, else Expires - Date."""
+    control = headers.get("cache-control", "").lower()
+    if "no-store" in control or "no-cache" in control:
+        return None
+    for directive in control.split(","):
+        name, _, value = directive.strip().partition("=")
+        if name in ("max-age", "s-maxage") and value.strip('"').isdigit():
+            return float(value.strip('"'))
+    expires = _http_date(headers.get("expires"))
+    if expires is None:
+        return None
+    date = _http_date(headers.get("date")) or now
+    return max(0.0, (expires - date).total_seconds())
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _read_capped(
+    source_id: str, response: httpx.Response, max_bytes: int, deadline: float
+) -> bytes:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise FetchError(source_id, f"body of {declared} bytes is over the {max_bytes}-byte cap")
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():  # decoded bytes: the cap holds after gzip too
+        if time.monotonic() > deadline:
+            raise FetchError(source_id, "total timeout: the body took too long")
         size += len(chunk)
         if size > max_bytes:
             raise FetchError(source_id, f"body is over the {max_bytes}-byte cap (decoded)")
@@ -104,8 +137,14 @@ def fetch(
     etag: str | None = None,
     last_modified: str | None = None,
     max_bytes: int = MAX_BYTES,
+    timeout_s: float = 60.0,
 ) -> Fetched:
-    """GET ``url`` conditionally, following up to ``MAX_REDIRECTS`` redirects by hand."""
+    """GET ``url`` conditionally, following up to ``MAX_REDIRECTS`` redirects by hand.
+
+    ``timeout_s`` bounds the whole exchange (redirects and body included); the client's own
+    timeouts bound connecting and each read.
+    """
+    deadline = time.monotonic() + timeout_s
     headers = _conditional_headers(etag, last_modified)
     permanent: str | None = None  # where the feed now lives, if every hop so far was permanent
     all_permanent = True
@@ -125,7 +164,7 @@ def fetch(
                                    permanent_url=permanent)  # fmt: skip
                 if resp.status_code != 200:
                     raise _error_for(source_id, resp)
-                body = _read_capped(source_id, resp, max_bytes)
+                body = _read_capped(source_id, resp, max_bytes, deadline)
                 return Fetched(
                     source_id, current, 200, body, resp.headers,
                     etag=resp.headers.get("etag"), last_modified=resp.headers.get("last-modified"),
@@ -136,11 +175,23 @@ def fetch(
     raise FetchError(source_id, f"more than {MAX_REDIRECTS} redirects")
 
 
-def make_client(*, user_agent: str, timeout_s: float = 30.0) -> httpx.Client:
-    """The one shared HTTP client: clear User-Agent, timeouts, keep-alive, gzip."""
+def make_client(
+    *,
+    user_agent: str,
+    connect_timeout_s: float = 10.0,
+    read_timeout_s: float = 30.0,
+    max_connections: int = 16,
+) -> httpx.Client:
+    """The one shared HTTP client: clear User-Agent, timeouts, keep-alive pool.
+
+    httpx decodes gzip and deflate, and brotli when the ``brotli`` package is installed
+    (a dependency of ours), advertising each in Accept-Encoding.
+    """
     return httpx.Client(
         headers={"User-Agent": user_agent},
-        timeout=httpx.Timeout(timeout_s, connect=10.0),
+        timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
         follow_redirects=False,
-        http2=False,
     )

@@ -8,19 +8,27 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import httpx
 
 from .config import Config, DedupConfig, OutputSpec, SourceConfig
 from .errors import FetchError, SourceError
-from .fetch import fetch, read_fixture
+from .fetch import MAX_BYTES, fetch, freshness_s, read_fixture
 from .parse import parse_document, parse_posts
 from .process import decide, html_to_text, normalise_entries
 from .render import RenderReport, render_output
 from .store import Store
-from .types import Channel, Fetched, ParsedFeed, PollOutcome, StoreResult
+from .types import (
+    Channel,
+    FeedHints,
+    Fetched,
+    ParsedFeed,
+    PollOutcome,
+    SourceState,
+    StoreResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +54,23 @@ class RunReport:
         )
 
 
-def _get(
-    source: SourceConfig, *, store: Store, offline: bool, client: httpx.Client | None
+@dataclass(frozen=True, slots=True)
+class FetchLimits:
+    """Per-request limits from ``[poll]``."""
+
+    max_bytes: int = MAX_BYTES
+    timeout_s: float = 60.0
+
+
+def fetch_source(
+    source: SourceConfig,
+    state: SourceState | None,
+    *,
+    offline: bool,
+    client: httpx.Client | None,
+    limits: FetchLimits = FetchLimits(),
 ) -> Fetched:
-    state = store.source_state(source.id)
+    """Get the source's document (no store access: safe in worker threads); raises SourceError."""
     if offline:
         if source.fixture is None:
             raise FetchError(source.id, "no fixture configured for --offline")
@@ -62,6 +83,8 @@ def _get(
         state.url if state else source.url,
         etag=state.etag if state else None,
         last_modified=state.last_modified if state else None,
+        max_bytes=limits.max_bytes,
+        timeout_s=limits.timeout_s,
     )
 
 
@@ -86,10 +109,60 @@ def _store_feed(
         min_title_length=dedup.min_title_length,
     )
     title = html_to_text(feed.title) or None  # some feeds put entities in plain-text titles
+    hints = FeedHints(feed.ttl_s, feed.skip_hours, feed.skip_days)
     result = store.apply(
-        source.id, decisions, fetched=fetched, feed_title=title, feed_link=feed.link, now=now
+        source.id,
+        decisions,
+        fetched=fetched,
+        feed_title=title,
+        feed_link=feed.link,
+        now=now,
+        hints=hints,
     )
     return result, feed.warnings + warnings
+
+
+def ingest(
+    source: SourceConfig,
+    got: Fetched | SourceError,
+    *,
+    store: Store,
+    now: datetime,
+    dedup: DedupConfig,
+    duration_s: float = 0.0,
+) -> PollOutcome:
+    """Parse, process and store what ``fetch_source`` got (or record its error)."""
+    started = time.perf_counter()
+    try:
+        if isinstance(got, SourceError):
+            raise got
+        outcome = _ingest_fetched(source, got, store=store, now=now, dedup=dedup)
+    except SourceError as exc:
+        status = exc.status if isinstance(exc, FetchError) else getattr(got, "status", None)
+        gone = status == 410
+        store.record_failure(source.id, error=str(exc), http_status=status, gone=gone, now=now)
+        retry = exc.retry_after_s if isinstance(exc, FetchError) else None
+        outcome = PollOutcome(
+            source.id, "gone" if gone else "failed", status, error=str(exc), retry_after_s=retry
+        )
+    outcome = replace(outcome, duration_s=duration_s + time.perf_counter() - started)
+    _log(outcome)
+    return outcome
+
+
+def _ingest_fetched(
+    source: SourceConfig, fetched: Fetched, *, store: Store, now: datetime, dedup: DedupConfig
+) -> PollOutcome:
+    max_age = freshness_s(fetched.headers, now)
+    state = store.source_state(source.id)
+    unchanged_body = state is not None and fetched.body_hash == state.body_hash
+    if fetched.not_modified or unchanged_body:
+        store.record_unchanged(source.id, fetched=fetched, now=now)
+        return PollOutcome(source.id, "not_modified", fetched.status, max_age_s=max_age)
+    result, warnings = _store_feed(source, fetched, store=store, now=now, dedup=dedup)
+    return PollOutcome(
+        source.id, "ok", fetched.status, result, warnings=warnings, max_age_s=max_age
+    )
 
 
 def poll_source(
@@ -100,40 +173,18 @@ def poll_source(
     dedup: DedupConfig,
     offline: bool = False,
     client: httpx.Client | None = None,
+    limits: FetchLimits = FetchLimits(),
 ) -> PollOutcome:
     """Poll one source once and record the outcome; never raises ``SourceError``."""
     started = time.perf_counter()
-    http_status: int | None = None
+    got: Fetched | SourceError
     try:
-        fetched = _get(source, store=store, offline=offline, client=client)
-        http_status = fetched.status
         state = store.source_state(source.id)
-        unchanged_body = state is not None and fetched.body_hash == state.body_hash
-        if fetched.not_modified or unchanged_body:
-            store.record_unchanged(source.id, fetched=fetched, now=now)
-            outcome = PollOutcome(source.id, "not_modified", http_status)
-        else:
-            result, warnings = _store_feed(source, fetched, store=store, now=now, dedup=dedup)
-            outcome = PollOutcome(source.id, "ok", http_status, result, warnings=warnings)
+        got = fetch_source(source, state, offline=offline, client=client, limits=limits)
     except SourceError as exc:
-        status = exc.status if isinstance(exc, FetchError) else http_status
-        gone = status == 410
-        store.record_failure(source.id, error=str(exc), http_status=status, gone=gone, now=now)
-        outcome = PollOutcome(source.id, "gone" if gone else "failed", status, error=str(exc))
-    outcome = _timed(outcome, time.perf_counter() - started)
-    _log(outcome)
-    return outcome
-
-
-def _timed(outcome: PollOutcome, duration_s: float) -> PollOutcome:
-    return PollOutcome(
-        outcome.source_id,
-        outcome.status,
-        outcome.http_status,
-        outcome.result,
-        outcome.error,
-        outcome.warnings,
-        duration_s,
+        got = exc
+    return ingest(
+        source, got, store=store, now=now, dedup=dedup, duration_s=time.perf_counter() - started
     )
 
 
@@ -181,8 +232,17 @@ def run_once(
 ) -> RunReport:
     """Poll every enabled source once (in config order), then render every output."""
     store.sync_sources(config.sources, now=now)
+    limits = FetchLimits(config.poll.max_bytes, config.poll.timeout_s)
     outcomes = tuple(
-        poll_source(s, store=store, now=now, dedup=config.dedup, offline=offline, client=client)
+        poll_source(
+            s,
+            store=store,
+            now=now,
+            dedup=config.dedup,
+            offline=offline,
+            client=client,
+            limits=limits,
+        )
         for s in (sources if sources is not None else config.enabled_sources)
     )
     return RunReport(outcomes, render_outputs(config, store))

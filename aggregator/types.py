@@ -95,6 +95,8 @@ class ParsedFeed:
     base: str | None = None
     image: str | None = None
     ttl_s: int | None = None
+    skip_hours: tuple[int, ...] = ()  # RSS <skipHours>: hours (0-23, GMT) not to poll in
+    skip_days: tuple[int, ...] = ()  # RSS <skipDays>: weekdays (Monday=0) not to poll on
     entries: tuple[ParsedEntry, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -244,10 +246,22 @@ class SourceState:
     next_check_at: datetime | None
     entry_count: int
     enabled: bool
+    ttl_s: int | None = None
+    skip_hours: tuple[int, ...] = ()
+    skip_days: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("last_poll_at", "last_ok_at", "next_check_at"):
             object.__setattr__(self, name, as_utc(getattr(self, name)))
+
+
+@dataclass(frozen=True, slots=True)
+class FeedHints:
+    """What a feed says about how often to poll it (RSS ttl, skipHours, skipDays)."""
+
+    ttl_s: int | None = None
+    skip_hours: tuple[int, ...] = ()
+    skip_days: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +287,8 @@ class PollOutcome:
     error: str | None = None
     warnings: tuple[str, ...] = ()
     duration_s: float = 0.0
+    max_age_s: float | None = None  # freshness the server granted (Cache-Control / Expires)
+    retry_after_s: float | None = None  # Retry-After on 429/503
 
     @property
     def ok(self) -> bool:

@@ -137,3 +137,82 @@ def test_output_dir_must_be_writable(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(ConfigError, match=r"output.dir: not a writable directory"):
         parse_config({"output": {"dir": "file/public"}}, path=tmp_path / "c.toml")
+
+
+def test_poll_and_server_settings(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "poll": {"interval": "1h", "min_interval": 60, "max_interval": "2d", "jitter": 0.2,
+                     "tick": "15s", "per_host": 3, "timeout": "1m30s"},
+            "server": {"listen": "0.0.0.0:9090"},
+            "storage": {"keep_removed": False},
+            "sources": [{"id": "a", "url": "https://a.example/", "interval": "10m"}],
+        },
+        path=tmp_path / "c.toml",
+    )  # fmt: skip
+    poll = config.poll
+    assert (poll.interval_s, poll.min_interval_s, poll.max_interval_s) == (3600, 60, 172800)
+    assert (poll.jitter, poll.tick_s, poll.per_host, poll.timeout_s) == (0.2, 15, 3, 90)
+    assert (config.server.host, config.server.port) == ("0.0.0.0", 9090)
+    assert config.sources[0].interval_s == 600 and config.storage.keep_removed is False
+    defaults = parse_config({}, path=tmp_path / "c.toml")
+    assert defaults.poll.interval_s == 1800 and defaults.poll.per_host == 2
+    assert (defaults.server.host, defaults.server.port) == ("127.0.0.1", 8080)
+
+
+def test_bad_poll_and_server_settings_are_listed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            {
+                "poll": {
+                    "interval": "soon",
+                    "jitter": 2,
+                    "min_interval": "2h",
+                    "max_interval": "1h",
+                },
+                "server": {"listen": "localhost"},
+                "sources": [{"id": "a", "url": "https://a.example/", "interval": "1s"}],
+            },
+            path=tmp_path / "c.toml",
+        )
+    problems = "\n".join(info.value.problems)
+    assert "poll.interval: must be a positive duration" in problems
+    assert "poll.jitter: must be a number from 0 to 1" in problems
+    assert "poll.interval: must satisfy min_interval <= interval <= max_interval" in problems
+    assert 'server.listen: must be "host:port"' in problems
+    assert "sources[0].interval: must be within [poll] min_interval..max_interval" in problems
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("30m", 1800),
+        ("1h30m", 5400),
+        ("1d", 86400),
+        ("250ms", 0.25),
+        (45, 45),
+        ("2 h", 7200),
+    ],
+)
+def test_durations(text: object, seconds: float) -> None:
+    from aggregator.config import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["", "1x", "h", "-5s", 0, True, "1h junk"])
+def test_bad_durations(bad: object) -> None:
+    from aggregator.config import parse_duration
+
+    assert parse_duration(bad) is None
+
+
+def test_base_url_defaults_to_the_served_address(tmp_path: Path) -> None:
+    config = parse_config({"server": {"listen": "127.0.0.1:9999"}}, path=tmp_path / "c.toml")
+    assert config.output.base_url == "http://127.0.0.1:9999/"
+    explicit = parse_config(
+        {"server": {"listen": "127.0.0.1:9999"}, "output": {"base_url": "https://feeds.example/x"}},
+        path=tmp_path / "c.toml",
+    )
+    assert explicit.output.base_url == "https://feeds.example/x/"

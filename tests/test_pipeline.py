@@ -209,7 +209,7 @@ def test_golden_outputs(tmp_path: Path) -> None:
 
 
 def test_polling_over_http_uses_conditional_get(tmp_path: Path, clock: Clock) -> None:
-    """Without --offline a source is fetched with the shared client; a 304 parses and writes nothing."""
+    """Without --offline the shared client fetches; a 304 parses and writes nothing."""
     import httpx
 
     body = (ROOT / "seeds" / "feeds" / "rss2-reader-full.rss").read_bytes()

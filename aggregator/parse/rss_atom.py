@@ -71,7 +71,13 @@ def parse_xml(
         notes.append("UTF-16 without BOM or XML declaration: transcoded to UTF-8")
     if problem is not None:
         raise ParseError(source_id, problem)
-    return _to_feed(result, source_id=source_id, doc_url=http.get("content-location"), notes=notes)
+    return _to_feed(
+        result,
+        source_id=source_id,
+        doc_url=http.get("content-location"),
+        notes=notes,
+        skips=skip_hints(body),
+    )
 
 
 def _feedparse(body: bytes, http: Mapping[str, str]) -> Any:
@@ -102,8 +108,16 @@ def _problem(result: Any) -> str | None:
     return None
 
 
-def _to_feed(result: Any, *, source_id: str, doc_url: str | None, notes: list[str]) -> ParsedFeed:
+def _to_feed(
+    result: Any,
+    *,
+    source_id: str,
+    doc_url: str | None,
+    notes: list[str],
+    skips: tuple[tuple[int, ...], tuple[int, ...]] = ((), ()),
+) -> ParsedFeed:
     feed = result["feed"]
+    skip_hours, skip_days = skips
     version = _str(result, "version") or "unknown"
     warnings = list(notes)
     if result["bozo"] and _get(result, "bozo_exception") is not None:
@@ -121,6 +135,8 @@ def _to_feed(result: Any, *, source_id: str, doc_url: str | None, notes: list[st
         base=_detail_base(feed, ("title_detail", "subtitle_detail")) or doc_url,
         image=_feed_image(feed),
         ttl_s=_ttl_s(feed, warnings),
+        skip_hours=skip_hours,
+        skip_days=skip_days,
         entries=entries,
         warnings=tuple(warnings),
     )
@@ -298,6 +314,25 @@ def _feed_image(feed: Any) -> str | None:
         or clean(_str(feed, "logo"))
         or clean(_str(feed, "icon"))
     )
+
+
+_SKIP_HOURS = re.compile(rb"<skipHours\b[^>]*>(.*?)</skipHours>", re.S | re.I)
+_SKIP_DAYS = re.compile(rb"<skipDays\b[^>]*>(.*?)</skipDays>", re.S | re.I)
+_HOUR = re.compile(rb"<hour>\s*(\d{1,2})\s*</hour>", re.I)
+_DAY = re.compile(rb"<day>\s*([A-Za-z]+)\s*</day>", re.I)
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def skip_hints(body: bytes) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """RSS ``<skipHours>``/``<skipDays>`` (feedparser keeps only the last value of each)."""
+    hours: set[int] = set()
+    days: set[int] = set()
+    if (block := _SKIP_HOURS.search(body)) is not None:
+        hours = {int(h) for h in _HOUR.findall(block.group(1)) if int(h) < 24}
+    if (block := _SKIP_DAYS.search(body)) is not None:
+        names = {d.decode("ascii").lower() for d in _DAY.findall(block.group(1))}
+        days = {i for i, name in enumerate(_WEEKDAYS) if name in names}
+    return tuple(sorted(hours)), tuple(sorted(days))
 
 
 def _ttl_s(feed: Any, warnings: list[str]) -> int | None:

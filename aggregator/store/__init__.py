@@ -11,7 +11,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from ..types import Decision, Entry, Fetched, Known, SourceState, StoredEntry, StoreResult
+from ..types import (
+    Decision,
+    Entry,
+    FeedHints,
+    Fetched,
+    Known,
+    SourceState,
+    StoredEntry,
+    StoreResult,
+)
 from .engine import make_engine, migrate
 from .sql import SqlStore
 
@@ -49,11 +58,16 @@ class Store(Protocol):
         feed_title: str | None,
         feed_link: str | None,
         now: datetime,
+        hints: FeedHints = ...,
     ) -> StoreResult: ...
     def record_unchanged(self, source_id: str, *, fetched: Fetched, now: datetime) -> None: ...
     def record_failure(
         self, source_id: str, *, error: str, http_status: int | None, gone: bool, now: datetime
     ) -> None: ...
+    def due_sources(self, now: datetime, *, among: Sequence[str]) -> tuple[str, ...]: ...
+    def schedule(self, source_id: str, next_check_at: datetime | None) -> None: ...
+    def remove_sources(self, source_ids: Sequence[str]) -> int: ...
+    def ping(self) -> None: ...
     def recent_entries(
         self, source_ids: Sequence[str], *, limit: int
     ) -> tuple[StoredEntry, ...]: ...

@@ -50,6 +50,9 @@ def to_state(row: SourceRow, entry_count: int) -> SourceState:
         next_check_at=row.next_check_at,
         entry_count=entry_count,
         enabled=row.enabled,
+        ttl_s=row.ttl_s,
+        skip_hours=tuple(json.loads(row.skip_hours or "[]")),
+        skip_days=tuple(json.loads(row.skip_days or "[]")),
     )
 
 

@@ -71,6 +71,9 @@ class SourceRow(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    ttl_s: Mapped[int | None] = mapped_column(Integer)  # the feed's own hints, kept for 304s
+    skip_hours: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    skip_days: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
 
 
 class EntryRow(Base):

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -24,6 +24,7 @@ from ..types import (
     Candidate,
     Decision,
     Entry,
+    FeedHints,
     Fetched,
     Known,
     KnownItem,
@@ -32,13 +33,14 @@ from ..types import (
     StoredEntry,
     StoreResult,
 )
-from .convert import entry_values, to_state, to_stored
+from .convert import dumps, entry_values, to_state, to_stored
 from .models import DecisionRow, EntryRow, ItemRow, SourceRow
 
 if TYPE_CHECKING:
     from . import SourceLike
 
 UID_NAMESPACE = uuid.UUID("6f1d3c1e-6a52-4c1b-9a8e-5b0d2f7a9c11")
+NO_HINTS = FeedHints()
 CHUNK = 500  # bound on bound parameters per IN (...) (SQLite's limit is 32766 nowadays, 999 once)
 
 
@@ -73,6 +75,11 @@ class SqlStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def ping(self) -> None:
+        """Raise StoreError unless the database answers a trivial query."""
+        with self._session() as session:
+            session.execute(select(1))
+
     # -- sources ----------------------------------------------------------------------------------
 
     def sync_sources(self, sources: Iterable[SourceLike], *, now: datetime) -> None:
@@ -88,6 +95,7 @@ class SqlStore:
                 elif row.config_url != src.url:  # the operator changed it: start afresh
                     row.url, row.config_url = src.url, src.url
                     row.etag = row.last_modified = row.body_hash = None
+                    row.status, row.failures, row.next_check_at = "new", 0, now
                 row.title, row.group_name, row.enabled = src.title, src.group, src.enabled
 
     def source_state(self, source_id: str) -> SourceState | None:
@@ -138,6 +146,61 @@ class SqlStore:
             row.failures = (row.failures or 0) + 1
             row.status = "gone" if gone else "failed"
             row.http_status, row.last_error = http_status, error
+
+    def due_sources(self, now: datetime, *, among: Sequence[str]) -> tuple[str, ...]:
+        """Ids (of ``among``) whose next check is due, earliest first; gone/disabled never."""
+        if not among:
+            return ()
+        with self._session() as session:
+            stmt = (
+                select(SourceRow.id)
+                .where(
+                    SourceRow.id.in_(list(among)),
+                    SourceRow.enabled.is_(True),
+                    SourceRow.status != "gone",
+                    or_(SourceRow.next_check_at.is_(None), SourceRow.next_check_at <= now),
+                )
+                .order_by(SourceRow.next_check_at, SourceRow.id)
+            )
+            return tuple(session.scalars(stmt))
+
+    def schedule(self, source_id: str, next_check_at: datetime | None) -> None:
+        with self._session() as session:
+            session.execute(
+                update(SourceRow)
+                .where(SourceRow.id == source_id)
+                .values(next_check_at=next_check_at)
+            )
+
+    def remove_sources(self, source_ids: Sequence[str]) -> int:
+        """Forget sources and what only they carried; merged entries others carry stay."""
+        with self._session() as session:
+            ids = list(source_ids)
+            carried = select(ItemRow.entry_id).where(ItemRow.source_id.in_(ids))
+            entry_ids = list(session.scalars(carried.distinct()))
+            session.execute(delete(ItemRow).where(ItemRow.source_id.in_(ids)))
+            orphans = list(
+                session.scalars(
+                    select(EntryRow.id).where(
+                        EntryRow.id.in_(entry_ids), ~EntryRow.id.in_(select(ItemRow.entry_id))
+                    )
+                )
+            )
+            session.execute(delete(EntryRow).where(EntryRow.id.in_(orphans)))
+            self._reassign_primaries(session, ids)
+            session.execute(delete(SourceRow).where(SourceRow.id.in_(ids)))
+            return len(orphans)
+
+    @staticmethod
+    def _reassign_primaries(session: Session, removed: Sequence[str]) -> None:
+        """Entries whose primary source was removed now belong to their oldest other carrier."""
+        stmt = select(EntryRow).where(EntryRow.primary_source_id.in_(list(removed)))
+        for entry in session.scalars(stmt):
+            item = session.scalars(
+                select(ItemRow).where(ItemRow.entry_id == entry.id).order_by(ItemRow.id).limit(1)
+            ).first()
+            if item is not None:
+                entry.primary_source_id, item.is_primary = item.source_id, True
 
     # -- entries ----------------------------------------------------------------------------------
 
@@ -190,6 +253,7 @@ class SqlStore:
         feed_title: str | None,
         feed_link: str | None,
         now: datetime,
+        hints: FeedHints = NO_HINTS,
     ) -> StoreResult:
         """Write one poll's verdicts and the source's new state in one transaction."""
         counts = {action: 0 for action in Action}
@@ -213,6 +277,8 @@ class SqlStore:
                 raise StoreError(f"{source_id}: unknown source")
             self._poll_ok(row, fetched, now)
             row.status, row.feed_title, row.feed_link = "ok", feed_title, feed_link
+            row.ttl_s = hints.ttl_s
+            row.skip_hours, row.skip_days = dumps(hints.skip_hours), dumps(hints.skip_days)
         return StoreResult(
             new=counts[Action.NEW],
             updated=counts[Action.UPDATE],

@@ -1,0 +1,145 @@
+"""Value checks for the config: each returns an error message, or None when the value is fine.
+
+Pure: no I/O. ``config`` combines them into one pass that reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+ID_RE = re.compile(r"^[a-z0-9_-]+$")
+FORMATS = ("atom", "rss", "json", "markdown")
+
+
+class Problems:
+    """Collects problems with their key paths."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(f"{path}: {message}")
+
+
+Check = Callable[[Any], str | None]  # returns an error message, or None when fine
+
+
+def is_str(v: Any) -> str | None:
+    return None if isinstance(v, str) and v.strip() else "must be a non-empty string"
+
+
+def is_pos_int(v: Any) -> str | None:
+    ok = isinstance(v, int) and not isinstance(v, bool) and v > 0
+    return None if ok else "must be a positive integer"
+
+
+def is_pos_num(v: Any) -> str | None:
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+    return None if ok else "must be a positive number"
+
+
+def is_bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def is_id(v: Any) -> str | None:
+    ok = isinstance(v, str) and ID_RE.match(v)
+    return None if ok else "must match [a-z0-9_-]+"
+
+
+def is_http_url(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return "must be a string URL"
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"must be an http(s) URL, got {v!r}"
+    return None
+
+
+def is_str_list(v: Any) -> str | None:
+    ok = isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+    return None if ok else "must be a list of non-empty strings"
+
+
+def is_formats(v: Any) -> str | None:
+    if is_str_list(v) or not v:
+        return f"must be a non-empty list of formats from {list(FORMATS)}"
+    bad = [x for x in v if x not in FORMATS]
+    return f"unknown formats {bad}; choose from {list(FORMATS)}" if bad else None
+
+
+def is_storage_url(v: Any) -> str | None:
+    if is_str(v):
+        return "must be an SQLAlchemy URL string"
+    if "://" not in v:
+        return f"must be an SQLAlchemy URL like sqlite:///path.db, got {v!r}"
+    return None
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from a number of seconds or a string like "90s", "30m", "1h30m", "1d"."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if value > 0 else None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().lower().replace(" ", "")
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    total = sum(float(n) * _UNIT_S[u] for n, u in parts)
+    return total if total > 0 else None
+
+
+def is_duration(v: Any) -> str | None:
+    ok = parse_duration(v) is not None
+    return None if ok else 'must be a positive duration: seconds, or like "90s", "30m", "1h", "1d"'
+
+
+def is_fraction(v: Any) -> str | None:
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1
+    return None if ok else "must be a number from 0 to 1"
+
+
+def is_listen(v: Any) -> str | None:
+    if not isinstance(v, str) or ":" not in v:
+        return 'must be "host:port", e.g. "127.0.0.1:8080"'
+    host, _, port = v.rpartition(":")
+    if not host.strip("[]") or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return f'must be "host:port" with a port from 0 to 65535, got {v!r}'
+    return None
+
+
+def check_table(
+    raw: Any,
+    path: str,
+    spec: Mapping[str, Check],
+    problems: Problems,
+    required: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Check one TOML table against ``spec``; return the keys whose values passed."""
+    if not isinstance(raw, dict):
+        problems.add(path, "must be a table")
+        return {}
+    good: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in spec:
+            problems.add(f"{path}.{key}", f"unknown key (expected one of {sorted(spec)})")
+            continue
+        message = spec[key](value)
+        if message:
+            problems.add(f"{path}.{key}", message)
+        else:
+            good[key] = value
+    for key in required:
+        if key not in raw:
+            problems.add(f"{path}.{key}", "is required")
+    return good

@@ -1,0 +1,207 @@
+"""``aggregator run``: the scheduler on APScheduler, the output server, signals and systemd.
+
+An outer shell: builds nothing itself (cli passes Config, Store, client, metrics in). SIGHUP
+reloads the config (an invalid one is rejected and the old one kept), SIGTERM/SIGINT drain and
+exit 0, systemd is told READY/RELOADING/STOPPING and pinged from every tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+import httpx
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from .config import Config, load_config
+from .errors import AggregatorError, ConfigError
+from .metrics import Metrics
+from .scheduler import Scheduler, TickReport
+from .serve import OutputServer, start_server
+from .store import Store
+from .systemd import Notifier
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 10.0
+PROGRESS_PING_S = 10.0
+
+
+@dataclass
+class Daemon:
+    """Wires the scheduler, the server and the signals together for one process."""
+
+    config: Config
+    store: Store
+    metrics: Metrics
+    notifier: Notifier
+    offline: bool = False
+    client: httpx.Client | None = None
+    load: Callable[[Path], Config] = load_config
+
+    def __post_init__(self) -> None:
+        self.scheduler = Scheduler(
+            self.config,
+            self.store,
+            self.metrics,
+            offline=self.offline,
+            client=self.client,
+            on_tick=self._ticked,
+            on_progress=self._progress,
+        )
+        self._last_ping = 0.0
+        self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()  # reentrant: safe in handlers
+        self.server: OutputServer | None = None
+        self._apscheduler = BackgroundScheduler(timezone=UTC)
+
+    # -- health -----------------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, str]:
+        """Healthy when storage answers and the scheduler ticked recently."""
+        self.store.ping()
+        last = self.scheduler.last_tick_at
+        if last is None:
+            return False, "no tick yet"
+        age = (datetime.now(UTC) - last).total_seconds()
+        limit = max(3 * self.config.poll.tick_s, 60.0)
+        if age > limit:
+            return False, f"last tick {age:.0f}s ago (limit {limit:.0f}s)"
+        return True, f"last tick {age:.0f}s ago"
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def _ticked(self, report: TickReport) -> None:
+        self._last_ping = time.monotonic()
+        ok = sum(o.ok for o in report.outcomes)
+        self.notifier.notify(
+            WATCHDOG=1,
+            STATUS=f"last tick: {report.due} due, {ok} ok, {len(report.outcomes) - ok} failed",
+        )
+
+    def _progress(self) -> None:
+        # A tick over many slow sources can outlast WatchdogSec: ping while it makes progress.
+        if time.monotonic() - self._last_ping >= PROGRESS_PING_S:
+            self._last_ping = time.monotonic()
+            self.notifier.watchdog()
+
+    def _tick_job(self) -> None:
+        # The one place that catches everything: a bug in one tick is logged, the next runs.
+        try:
+            self.scheduler.tick()
+        except Exception:
+            log.exception("tick failed")
+
+    def start(self) -> None:
+        self.scheduler.start()
+        if self.config.server.enabled:
+            self.server, _ = start_server(
+                self.config.output.dir,
+                host=self.config.server.host,
+                port=self.config.server.port,
+                health=self.health,
+                registry=self.metrics.registry,
+            )
+            host, port = self.server.server_address[:2]
+            log.info("serving %s on http://%s:%s/", self.config.output.dir, host, port)
+        self._apscheduler.add_job(
+            self._tick_job,
+            IntervalTrigger(seconds=self.config.poll.tick_s, timezone=UTC),
+            id="tick",
+            coalesce=True,
+            max_instances=1,
+            next_run_time=datetime.now(UTC),
+        )
+        self._apscheduler.start()
+        self.notifier.ready(status=f"polling {len(self.config.enabled_sources)} sources")
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.signals.put(signum)
+
+    def serve_until_stopped(self) -> int:
+        """Handle signals until SIGTERM/SIGINT; return the exit status."""
+        while True:
+            signum = self.signals.get()
+            if signum == signal.SIGHUP:
+                self.reload()
+            else:
+                log.info("received %s: stopping", signal.Signals(signum).name)
+                return self.stop()
+
+    def reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            config = self.load(self.config.path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload rejected: %s", problem)
+            self.notifier.ready(status="reload rejected: config invalid, old config kept")
+            return
+        self._warn_restart_only(config)
+        removed = self.scheduler.reload(config)
+        self.config = config
+        self._apscheduler.modify_job("tick", next_run_time=datetime.now(UTC))  # poll added ones now
+        log.info(
+            "reloaded %s: %d sources, removed=%s",
+            config.path,
+            len(config.sources),
+            ",".join(removed) or "-",
+        )
+        self.notifier.ready(status=f"reloaded: polling {len(config.enabled_sources)} sources")
+
+    def _warn_restart_only(self, new: Config) -> None:
+        old = self.config
+        if (old.server, old.output.dir, old.storage.url, old.poll.tick_s) != (
+            new.server,
+            new.output.dir,
+            new.storage.url,
+            new.poll.tick_s,
+        ):
+            log.warning("[server], [output] dir, [storage] url and [poll] tick apply on restart")
+
+    def stop(self) -> int:
+        """Stop taking work, let in-flight polls finish (or abandon them), commit, exit 0."""
+        self.notifier.stopping()
+        started = time.monotonic()
+        self.scheduler.stop()
+        self._apscheduler.shutdown(wait=False)
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        if not self.scheduler.wait_idle(STOP_GRACE_S - 1.0):
+            log.warning("a tick is still running after %.0fs: abandoning it", STOP_GRACE_S - 1.0)
+        log.info("stopped in %.1fs", time.monotonic() - started)
+        return 0
+
+
+def run_daemon(daemon: Daemon) -> int:
+    """Start, serve until SIGTERM/SIGINT, stop; exit 0 even when an in-flight tick is abandoned."""
+    daemon.install_signal_handlers()
+    try:
+        daemon.start()
+    except (AggregatorError, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        daemon.notifier.stopping()
+        return 1
+    status = daemon.serve_until_stopped()
+    if threading.active_count() > 1 and any(
+        t.name.startswith("fetch") and t.is_alive() for t in threading.enumerate()
+    ):
+        # Fetch threads blocked in the network would hold up interpreter exit; the database
+        # is committed and outputs are written atomically, so leaving now is safe.
+        logging.shutdown()
+        os._exit(status)
+    return status

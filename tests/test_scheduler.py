@@ -1,0 +1,365 @@
+"""The tick against a real HTTP server on 127.0.0.1, with an injected clock; next_check is pure."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aggregator.config import Config, parse_config
+from aggregator.fetch import make_client
+from aggregator.metrics import Metrics
+from aggregator.scheduler import Scheduler, interleave_by_host, next_check
+from aggregator.store import SqlStore, open_store
+
+from .conftest import Clock
+from .feedserver import FeedServer, Route, rss, running_feed_server
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+Build = Callable[[Config], Scheduler]
+H = 3600.0
+
+
+# -- next_check (pure) ----------------------------------------------------------------------------
+
+
+def nc(interval_s: float = 1800.0, key: str = "s@t0", **kw: Any) -> datetime:
+    return next_check(T0, interval_s, key=key, floor_s=300.0, ceiling_s=86400.0, **kw)
+
+
+def test_interval_max_age_and_ttl() -> None:
+    assert nc() == T0 + timedelta(minutes=30)
+    assert nc(max_age_s=2 * H) == T0 + timedelta(hours=2)  # the server says: no news before
+    assert nc(max_age_s=60) == T0 + timedelta(minutes=30)  # never more often than the interval
+    assert nc(ttl_s=3 * H) == T0 + timedelta(hours=3)
+
+
+def test_backoff_doubles_per_failure_up_to_the_ceiling_and_resets() -> None:
+    waits = [nc(failures=f) - T0 for f in range(8)]
+    assert waits[:4] == [timedelta(minutes=30 * 2**f) for f in range(4)]
+    assert waits[7] == timedelta(hours=24)  # capped
+    assert nc(failures=0) == T0 + timedelta(minutes=30)
+
+
+def test_floor_and_ceiling() -> None:
+    assert nc(interval_s=10) == T0 + timedelta(minutes=5)
+    assert nc(max_age_s=30 * 86400) == T0 + timedelta(days=1)
+
+
+def test_retry_after_is_honoured_beyond_the_ceiling_up_to_a_week() -> None:
+    assert nc(retry_after_s=2 * 86400) == T0 + timedelta(days=2)
+    assert nc(retry_after_s=30 * 86400) == T0 + timedelta(days=7)
+    assert nc(retry_after_s=10) == T0 + timedelta(minutes=30)
+
+
+def test_jitter_is_bounded_stable_and_spreads_sources() -> None:
+    times = {nc(jitter=0.1, key=f"s{i}@t0") for i in range(20)}
+    assert all(T0 + timedelta(minutes=30) <= t <= T0 + timedelta(minutes=33) for t in times)
+    assert len(times) == 20
+    assert nc(jitter=0.1, key="a@t0") == nc(jitter=0.1, key="a@t0")
+
+
+def test_skip_hours_and_days_move_the_check_out() -> None:
+    assert nc(skip_hours=(12, 13)) == datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
+    thursday = T0.weekday()
+    assert nc(skip_days=(thursday,)) == datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
+    assert nc(skip_hours=tuple(range(24))) == T0 + timedelta(minutes=30)  # nonsense: ignored
+
+
+def test_interleave_by_host() -> None:
+    cfg = parse_config(
+        {"sources": [{"id": i, "url": f"https://{h}/{i}"} for i, h in
+                     [("a1", "a"), ("a2", "a"), ("a3", "a"), ("b1", "b"), ("c1", "c")]]},
+        path=Path("/tmp/x.toml"),
+    )  # fmt: skip
+    order = interleave_by_host([(s.url.split("/")[2], s) for s in cfg.sources])
+    assert [s.id for s in order] == ["a1", "b1", "c1", "a2", "a3"]
+
+
+# -- ticks against a real server ------------------------------------------------------------------
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    with running_feed_server() as srv:
+        yield srv
+
+
+def make_config(tmp_path: Path, server: FeedServer, paths: list[str], **poll: object) -> Config:
+    data = {
+        "storage": {"url": f"sqlite:///{tmp_path / 'db.sqlite'}"},
+        "output": {"dir": str(tmp_path / "public")},
+        "poll": {"interval": "30m", "jitter": 0, "read_timeout": "0.5s", **poll},
+        "sources": [{"id": p.strip("/").replace("/", "-"), "url": server.url(p)} for p in paths],
+    }
+    return parse_config(data, path=tmp_path / "c.toml")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlStore]:
+    s = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def scheduler_for(store: SqlStore, clock: Clock) -> Iterator[Build]:
+    made: list[Scheduler] = []
+
+    def build(config: Config) -> Scheduler:
+        client = make_client(
+            user_agent="aggregator-test", read_timeout_s=config.poll.read_timeout_s
+        )
+        sched = Scheduler(config, store, Metrics(), client=client, clock=lambda: clock.now)
+        sched.start()
+        made.append(sched)
+        return sched
+
+    yield build
+    for sched in made:
+        assert sched.client is not None
+        sched.client.close()
+
+
+FEED = rss("Feed", [("1", "one"), ("2", "two")])
+
+
+@pytest.mark.slow
+def test_second_tick_sends_only_conditional_gets_and_writes_nothing(
+    tmp_path: Path,
+    server: FeedServer,
+    scheduler_for: Build,
+    clock: Clock,
+) -> None:
+    server.routes = {
+        f"/f{i}": Route(body=rss(f"Feed {i}", [(f"{i}-1", f"one {i}"), (f"{i}-2", f"two {i}")]))
+        for i in range(5)
+    }
+    config = make_config(tmp_path, server, [f"/f{i}" for i in range(5)])
+    sched = scheduler_for(config)
+    first = sched.tick()
+    assert first.due == 5 and first.rendered and sum(o.result.new for o in first.outcomes) == 10
+    outputs = {p: p.stat().st_mtime_ns for p in (tmp_path / "public").iterdir()}
+    assert sched.tick().due == 0  # nothing is due before its interval
+    clock.advance(minutes=31)
+    second = sched.tick()
+    assert second.due == 5 and {o.status for o in second.outcomes} == {"not_modified"}
+    assert {o.http_status for o in second.outcomes} == {304}
+    assert not second.rendered
+    later = server.requests[5:]
+    assert len(later) == 5 and all("if-none-match" in r.headers for r in later)
+    assert {p: p.stat().st_mtime_ns for p in outputs} == outputs
+
+
+@pytest.mark.slow
+def test_unchanged_body_without_conditional_get_skips_parsing(
+    tmp_path: Path,
+    server: FeedServer,
+    scheduler_for: Build,
+    clock: Clock,
+) -> None:
+    server.routes = {"/plain": Route(body=FEED, conditional=False)}
+    sched = scheduler_for(make_config(tmp_path, server, ["/plain"]))
+    sched.tick()
+    clock.advance(hours=1)
+    (outcome,) = sched.tick().outcomes
+    assert (outcome.status, outcome.http_status) == ("not_modified", 200)
+
+
+@pytest.mark.slow
+def test_permanent_redirect_updates_the_url_temporary_does_not(
+    tmp_path: Path,
+    server: FeedServer,
+    scheduler_for: Build,
+    store: SqlStore,
+    clock: Clock,
+) -> None:
+    server.routes = {
+        "/old": Route(status=301, location=server.url("/new")),
+        "/new": Route(body=FEED),
+        "/tmp": Route(status=302, location=server.url("/new2")),
+        "/new2": Route(body=rss("Other", [("9", "nine")])),
+    }
+    sched = scheduler_for(make_config(tmp_path, server, ["/old", "/tmp"]))
+    sched.tick()
+    old, tmp = store.source_state("old"), store.source_state("tmp")
+    assert old is not None and old.url == server.url("/new")
+    assert tmp is not None and tmp.url == server.url("/tmp")
+    clock.advance(hours=1)
+    sched.tick()
+    assert server.count("/old") == 1 and server.count("/tmp") == 2  # polled at the new URL
+
+
+@pytest.mark.slow
+def test_gone_disables_the_source(
+    tmp_path: Path,
+    server: FeedServer,
+    scheduler_for: Build,
+    store: SqlStore,
+    clock: Clock,
+) -> None:
+    server.routes = {"/gone": Route(status=410)}
+    sched = scheduler_for(make_config(tmp_path, server, ["/gone"]))
+    (outcome,) = sched.tick().outcomes
+    assert outcome.status == "gone"
+    state = store.source_state("gone")
+    assert state is not None and state.status == "gone" and state.next_check_at is None
+    clock.advance(days=30)
+    assert sched.tick().due == 0 and server.count("/gone") == 1
+
+
+@pytest.mark.slow
+def test_429_retry_after_and_500_backoff(
+    tmp_path: Path,
+    server: FeedServer,
+    scheduler_for: Build,
+    store: SqlStore,
+    clock: Clock,
+) -> None:
+    server.routes = {
+        "/busy": Route(status=429, headers={"Retry-After": "7200"}),
+        "/broken": Route(status=500, body=b"oops"),
+    }
+    sched = scheduler_for(make_config(tmp_path, server, ["/busy", "/broken"]))
+    sched.tick()
+    busy, broken = store.source_state("busy"), store.source_state("broken")
+    assert busy is not None and busy.next_check_at == T0 + timedelta(hours=2)  # Retry-After
+    assert (
+        broken is not None
+        and broken.failures == 1
+        and broken.next_check_at == T0 + timedelta(hours=1)
+    )
+    assert broken.last_error is not None and "HTTP 500" in broken.last_error
+    clock.advance(hours=1)
+    sched.tick()
+    broken = store.source_state("broken")
+    assert broken is not None and broken.failures == 2
+    assert broken.next_check_at == clock.now + timedelta(hours=2)
+    server.routes["/broken"] = Route(body=FEED)
+    clock.advance(hours=2)
+    sched.tick()
+    broken = store.source_state("broken")
+    assert broken is not None and (broken.failures, broken.status) == (0, "ok")
+    assert broken.next_check_at == clock.now + timedelta(minutes=30)  # backoff reset
+
+
+@pytest.mark.slow
+def test_slow_oversized_bomb_and_file_redirect_fail_alone(
+    tmp_path: Path,
+    server: FeedServer,
+    scheduler_for: Build,
+    store: SqlStore,
+) -> None:
+    server.routes = {
+        "/slow": Route(body=FEED, block=server.released),  # never answers during the test
+        "/big": Route(body=b"<rss>" + b" " * 3000 + b"</rss>"),
+        "/bomb": Route(body=b"<rss>" + b"\0" * 500_000, gzip=True),
+        "/file": Route(status=301, location="file:///etc/passwd"),
+        "/ok": Route(body=FEED),
+    }
+    config = make_config(
+        tmp_path, server, ["/slow", "/big", "/bomb", "/file", "/ok"], max_bytes=2048
+    )
+    report = scheduler_for(config).tick()
+    errors = {o.source_id: o.error or "" for o in report.outcomes}
+    assert "ReadTimeout" in errors["slow"]
+    assert "cap" in errors["big"]
+    assert "decoded" in errors["bomb"] and len(gzip.compress(b"\0" * 500_000)) < 2048
+    assert "non-http" in errors["file"]
+    assert errors["ok"] == "" and report.rendered
+
+
+@pytest.mark.slow
+def test_per_host_cap_bounds_requests_in_flight(
+    tmp_path: Path,
+    server: FeedServer,
+    scheduler_for: Build,
+) -> None:
+    # Each request stays in flight until a third one would be (a broken cap), or 0.2 s.
+    server.routes = {f"/h{i}": Route(body=FEED, hold_s=0.2) for i in range(6)}
+    config = make_config(tmp_path, server, [f"/h{i}" for i in range(6)], per_host=2)
+    report = scheduler_for(config).tick()
+    assert len(report.outcomes) == 6 and server.max_in_flight == 2
+
+
+@pytest.mark.slow
+def test_fetching_does_not_block_storing(
+    tmp_path: Path,
+    server: FeedServer,
+    scheduler_for: Build,
+    store: SqlStore,
+) -> None:
+    fast_stored = threading.Event()
+    server.routes = {
+        "/slow": Route(body=FEED, block=fast_stored),
+        "/fast": Route(body=rss("F", [("f", "fast")])),
+    }
+    real_apply = store.apply
+
+    def apply(source_id, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real_apply(source_id, *args, **kwargs)
+        if source_id == "fast":
+            fast_stored.set()  # only now may the slow response be sent
+        return result
+
+    store.apply = apply  # type: ignore[method-assign]
+    report = scheduler_for(
+        make_config(tmp_path, server, ["/slow", "/fast"], read_timeout="10s")
+    ).tick()
+    assert [o.source_id for o in report.outcomes] == ["fast", "slow"]
+    assert all(o.status == "ok" for o in report.outcomes)
+
+
+@pytest.mark.slow
+def test_reload_adds_and_removes_sources(
+    tmp_path: Path,
+    server: FeedServer,
+    scheduler_for: Build,
+    store: SqlStore,
+    clock: Clock,
+) -> None:
+    server.routes = {
+        "/a": Route(body=rss("A", [("a1", "Story from A only")])),
+        "/b": Route(body=rss("B", [("b1", "Story from B")])),
+    }
+    sched = scheduler_for(make_config(tmp_path, server, ["/a"]))
+    sched.tick()
+    new = parse_config(
+        {
+            **_raw(tmp_path, server, ["/b"]),
+            "storage": {"url": f"sqlite:///{tmp_path / 'db.sqlite'}", "keep_removed": False},
+        },
+        path=tmp_path / "c.toml",
+    )
+    assert sched.reload(new) == ("a",)
+    report = sched.tick()  # b is due at once, before any interval passed
+    assert [o.source_id for o in report.outcomes] == ["b"] and report.rendered
+    assert [s.source_id for s in store.source_states()] == ["b"]
+    assert [e.title for e in store.recent_entries(["a", "b"], limit=10)] == ["Story from B"]
+
+
+def _raw(tmp_path: Path, server: FeedServer, paths: list[str]) -> dict[str, object]:
+    return {
+        "output": {"dir": str(tmp_path / "public")},
+        "poll": {"interval": "30m", "jitter": 0},
+        "sources": [{"id": p.strip("/"), "url": server.url(p)} for p in paths],
+    }
+
+
+@pytest.mark.slow
+def test_stop_abandons_in_flight_fetches_quickly(
+    tmp_path: Path,
+    server: FeedServer,
+    scheduler_for: Build,
+) -> None:
+    server.routes = {"/stuck": Route(body=FEED, block=server.released), "/ok": Route(body=FEED)}
+    sched = scheduler_for(make_config(tmp_path, server, ["/stuck", "/ok"], read_timeout="30s"))
+    sched.drain_s = 0.1
+    sched.stop()  # asked to stop before the tick: nothing new starts, in-flight is abandoned
+    report = sched.tick()
+    assert report.abandoned + len(report.outcomes) == 2 and report.abandoned >= 1
