@@ -22,8 +22,8 @@ run: setup
 	$(BIN)/aggregator -c config/aggregator.toml run --offline
 
 lint: setup
-	$(BIN)/ruff format --check aggregator tests
-	$(BIN)/ruff check aggregator tests
+	$(BIN)/ruff format --check aggregator tests bench
+	$(BIN)/ruff check aggregator tests bench
 
 types: setup
 	$(BIN)/mypy
@@ -34,8 +34,8 @@ test: setup
 check: lint types test
 
 fmt: setup
-	$(BIN)/ruff format aggregator tests
-	$(BIN)/ruff check --fix aggregator tests
+	$(BIN)/ruff format aggregator tests bench
+	$(BIN)/ruff check --fix aggregator tests bench
 
 clean:
 	rm -rf $(VENV) state public .pytest_cache .mypy_cache .ruff_cache

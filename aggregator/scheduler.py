@@ -98,6 +98,11 @@ class TickReport:
         )
 
 
+def _changes_outputs(outcome: PollOutcome) -> bool:
+    """New or updated entries, or merges (which add provenance), change what outputs show."""
+    return outcome.result.changed or outcome.result.duplicate > 0
+
+
 def _host(source: SourceConfig, state: SourceState | None) -> str:
     return urlsplit(state.url if state else source.url).netloc.lower()
 
@@ -130,6 +135,7 @@ class Scheduler:
     on_progress: Callable[[], None] | None = None  # after each poll: keeps a long tick alive
     last_tick_at: datetime | None = None
     drain_s: float = 8.0  # on stop, how long in-flight fetches may still finish
+    render_every_s: float = 10.0  # during a long tick, publish finished sources this often
     _stopping: threading.Event = field(default_factory=threading.Event)
     _render_due: bool = True  # render at the first tick, and after every reload
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -185,7 +191,8 @@ class Scheduler:
         states = {i: self.store.source_state(i) for i in due_ids}
         order = interleave_by_host([(_host(enabled[i], states[i]), enabled[i]) for i in due_ids])
         outcomes: list[PollOutcome] = []
-        abandoned = 0
+        abandoned, unrendered, rendered = 0, False, False
+        last_render = time.monotonic()
         for source, got, duration in self._fetch_all(config, order, states):
             if got is None:
                 abandoned += 1
@@ -196,9 +203,15 @@ class Scheduler:
             self._reschedule(config, source, outcome, now)
             self.metrics.observe_poll(outcome)
             outcomes.append(outcome)
+            unrendered = unrendered or _changes_outputs(outcome)
+            if unrendered and time.monotonic() - last_render >= self.render_every_s:
+                # Slow sources must not hold back what the fast ones brought.
+                rendered = self._render(config) or rendered
+                unrendered, last_render = False, time.monotonic()
             if self.on_progress is not None:
                 self.on_progress()
-        rendered = self._render_if_needed(config, outcomes)
+        if unrendered or self._render_due:
+            rendered = self._render(config)
         return TickReport(len(due_ids), tuple(outcomes), rendered, abandoned)
 
     def _fetch_all(
@@ -287,10 +300,7 @@ class Scheduler:
         )
         self.store.schedule(source.id, at)
 
-    def _render_if_needed(self, config: Config, outcomes: Sequence[PollOutcome]) -> bool:
-        changed = any(o.result.changed or o.result.duplicate for o in outcomes)
-        if not (changed or self._render_due):
-            return False
+    def _render(self, config: Config) -> bool:
         render_outputs(config, self.store)
         self._render_due = False
         self.metrics.last_render.set(time.time())

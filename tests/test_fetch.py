@@ -139,3 +139,19 @@ def test_fixture_file_and_directory(tmp_path: Path) -> None:
     assert read_fixture("s", posts, url="https://a.example/").body_hash != bundle.body_hash
     with pytest.raises(FetchError, match="cannot read fixture"):
         read_fixture("s", tmp_path / "missing.xml", url="https://a.example/")
+
+
+def test_freshness_from_cache_control_and_expires() -> None:
+    from datetime import UTC, datetime
+
+    from aggregator.fetch import freshness_s
+
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    assert freshness_s({"cache-control": "public, max-age=600"}, now) == 600
+    assert freshness_s({"cache-control": "s-maxage=60, max-age=30"}, now) == 60
+    assert freshness_s({"cache-control": "no-cache, max-age=600"}, now) is None
+    expires = {"expires": "Thu, 26 Nov 2026 13:00:00 GMT", "date": "Thu, 26 Nov 2026 12:30:00 GMT"}
+    assert freshness_s(expires, now) == 1800  # relative to the server's Date
+    assert freshness_s({"expires": "Thu, 26 Nov 2026 13:00:00 GMT"}, now) == 3600
+    assert freshness_s({"expires": "0"}, now) is None
+    assert freshness_s({}, now) is None

@@ -363,3 +363,87 @@ def test_stop_abandons_in_flight_fetches_quickly(
     sched.stop()  # asked to stop before the tick: nothing new starts, in-flight is abandoned
     report = sched.tick()
     assert report.abandoned + len(report.outcomes) == 2 and report.abandoned >= 1
+
+
+@pytest.mark.slow
+def test_fast_sources_are_published_before_slow_ones_finish(
+    tmp_path: Path, server: FeedServer, scheduler_for: Build
+) -> None:
+    published = threading.Event()
+    server.routes = {
+        "/slow": Route(body=rss("S", [("s", "slow story")]), block=published),
+        "/fast": Route(body=rss("F", [("f", "fast story")])),
+    }
+    sched = scheduler_for(make_config(tmp_path, server, ["/slow", "/fast"], read_timeout="10s"))
+    sched.render_every_s = 0.0
+    seen_in_outputs: list[bytes] = []
+    real_render = sched._render
+
+    def render(config: Config) -> bool:
+        done = real_render(config)
+        seen_in_outputs.append((tmp_path / "public" / "all.json").read_bytes())
+        published.set()  # only now may the slow source answer
+        return done
+
+    sched._render = render  # type: ignore[method-assign]
+    report = sched.tick()
+    assert [o.source_id for o in report.outcomes] == ["fast", "slow"]
+    assert b"fast story" in seen_in_outputs[0] and b"slow story" not in seen_in_outputs[0]
+    assert b"slow story" in seen_in_outputs[-1]
+
+
+@pytest.mark.slow
+def test_server_freshness_sets_the_next_check(
+    tmp_path: Path, server: FeedServer, scheduler_for: Build, store: SqlStore
+) -> None:
+    server.routes = {
+        "/fresh": Route(body=FEED, headers={"Cache-Control": "public, max-age=7200"}),
+        "/ttl": Route(body=rss("T", [("t", "ttl story")], extra="<ttl>180</ttl>")),
+    }
+    sched = scheduler_for(make_config(tmp_path, server, ["/fresh", "/ttl"]))
+    sched.tick()
+    fresh, ttl = store.source_state("fresh"), store.source_state("ttl")
+    assert fresh is not None and fresh.next_check_at == T0 + timedelta(hours=2)
+    assert ttl is not None and ttl.next_check_at == T0 + timedelta(hours=3)
+    assert all("if-modified-since" not in r.headers for r in server.requests)
+
+
+@pytest.mark.slow
+def test_conditional_get_sends_both_validators(
+    tmp_path: Path, server: FeedServer, scheduler_for: Build, clock: Clock
+) -> None:
+    server.routes = {"/f": Route(body=FEED)}
+    sched = scheduler_for(make_config(tmp_path, server, ["/f"]))
+    sched.tick()
+    clock.advance(hours=1)
+    sched.tick()
+    headers = server.requests[-1].headers
+    assert headers["if-none-match"] == server.routes["/f"].etag
+    assert headers["if-modified-since"] == server.routes["/f"].last_modified
+    assert headers["user-agent"].startswith("aggregator")
+
+
+def test_offline_ticks_pick_up_a_changed_fixture(
+    tmp_path: Path, store: SqlStore, clock: Clock
+) -> None:
+    fixture = tmp_path / "feed.xml"
+    fixture.write_bytes(rss("Local", [("1", "first version")]))
+    config = parse_config(
+        {
+            "output": {"dir": str(tmp_path / "public")},
+            "sources": [
+                {"id": "local", "url": "https://local.example/feed", "fixture": str(fixture)}
+            ],
+        },
+        path=tmp_path / "c.toml",
+    )
+    sched = Scheduler(config, store, Metrics(), offline=True, clock=lambda: clock.now)
+    sched.start()
+    assert sched.tick().outcomes[0].result.new == 1
+    clock.advance(hours=1)
+    assert sched.tick().outcomes[0].status == "not_modified"
+    fixture.write_bytes(rss("Local", [("1", "second version")]))
+    clock.advance(hours=1)
+    (outcome,) = sched.tick().outcomes
+    assert (outcome.status, outcome.result.updated) == ("ok", 1)
+    assert [e.title for e in store.recent_entries(["local"], limit=5)] == ["second version"]
