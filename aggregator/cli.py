@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import USER_AGENT, __version__
+from . import __version__
 from .config import DEFAULT_PATH, Config, load_config
 from .errors import ConfigError, RenderError, StoreError
-from .fetch import make_client
-from .pipeline import RunReport, render_outputs, run_once
+from .pipeline import render_outputs
+from .scheduler import TickReport, run_once
 from .store import open_store
 from .types import SourceState, utc_now
 
@@ -61,7 +61,7 @@ def _cmd_check(config: Config) -> int:
     return 0
 
 
-def _print_report(report: RunReport) -> None:
+def _print_report(report: TickReport) -> None:
     for outcome in report.outcomes:
         if not outcome.ok:
             print(f"FAILED {outcome.error}", file=sys.stderr)
@@ -70,12 +70,9 @@ def _print_report(report: RunReport) -> None:
 
 def _cmd_once(config: Config, offline: bool) -> int:
     store = open_store(config.storage.url)
-    client = None if offline else make_client(user_agent=USER_AGENT)
     try:
-        report = run_once(config, store, now=utc_now(), offline=offline, client=client)
+        report = run_once(config, store, now=utc_now(), offline=offline)
     finally:
-        if client is not None:
-            client.close()
         store.close()
     _print_report(report)
     return 0
@@ -136,24 +133,13 @@ def _cmd_run(config: Config, offline: bool) -> int:
     from .systemd import Notifier
 
     store = open_store(config.storage.url)
-    client = (
-        None
-        if offline
-        else make_client(
-            user_agent=USER_AGENT,
-            connect_timeout_s=config.poll.connect_timeout_s,
-            read_timeout_s=config.poll.read_timeout_s,
-            max_connections=config.poll.max_concurrency,
-        )
-    )
     notifier = Notifier()
-    daemon = Daemon(config, store, Metrics(), notifier, offline=offline, client=client)
+    daemon = Daemon(config, store, Metrics(), notifier, offline=offline)
     try:
         return run_daemon(daemon)
     finally:
         notifier.close()
-        if client is not None:
-            client.close()
+        daemon.scheduler.close()
         store.close()
 
 

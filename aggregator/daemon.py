@@ -19,14 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .config import Config, load_config
 from .errors import AggregatorError, ConfigError
 from .metrics import Metrics
-from .scheduler import Scheduler, TickReport
+from .scheduler import TickReport, build_scheduler
 from .serve import OutputServer, start_server
 from .store import Store
 from .systemd import Notifier
@@ -46,19 +45,14 @@ class Daemon:
     metrics: Metrics
     notifier: Notifier
     offline: bool = False
-    client: httpx.Client | None = None
     load: Callable[[Path], Config] = load_config
 
     def __post_init__(self) -> None:
-        self.scheduler = Scheduler(
-            self.config,
-            self.store,
-            self.metrics,
-            offline=self.offline,
-            client=self.client,
-            on_tick=self._ticked,
-            on_progress=self._progress,
+        self.scheduler = build_scheduler(
+            self.config, self.store, metrics=self.metrics, offline=self.offline
         )
+        self.scheduler.on_tick = self._ticked
+        self.scheduler.on_progress = self._progress
         self._last_ping = 0.0
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()  # reentrant: safe in handlers
         self.server: OutputServer | None = None

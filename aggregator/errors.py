@@ -28,6 +28,9 @@ class ConfigError(AggregatorError):
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{where}invalid configuration ({len(self.problems)} problems):\n{lines}")
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.problems,), self.__dict__)
+
 
 class SourceError(AggregatorError):
     """One source failed; the message starts with the source id."""
@@ -36,6 +39,10 @@ class SourceError(AggregatorError):
         self.source_id = source_id
         self.detail = message
         super().__init__(f"{source_id}: {message}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors cross process boundaries (parse workers): rebuild from the fields, not args.
+        return (type(self), (self.source_id, self.detail), self.__dict__)
 
 
 class FetchError(SourceError):

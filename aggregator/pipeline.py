@@ -1,14 +1,15 @@
-"""Compose the stages: poll_source() = fetch -> parse -> process -> store; render_outputs().
+"""Compose the stages for one source: fetch -> prepare (parse + process) -> store.
 
-Catches ``SourceError`` only (a failing source never stops a run); bugs propagate.
+``fetch_source`` does I/O only (async, no store); ``prepare`` is pure and picklable, so it can
+run in a worker process; ``Ingest`` writes the results. ``SourceError`` is caught here (a
+failing source never stops a tick); bugs propagate.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import httpx
@@ -16,42 +17,21 @@ import httpx
 from .config import Config, DedupConfig, OutputSpec, SourceConfig
 from .errors import FetchError, SourceError
 from .fetch import MAX_BYTES, fetch, freshness_s, read_fixture
-from .parse import parse_document, parse_posts
-from .process import decide, html_to_text, normalise_entries
+from .prepare import Prepared, prepare
+from .process import decide
 from .render import RenderReport, render_output
+from .schedule import Planner
 from .store import Store
 from .types import (
     Channel,
     FeedHints,
     Fetched,
-    ParsedFeed,
     PollOutcome,
+    PollRecord,
     SourceState,
-    StoreResult,
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class RunReport:
-    """What one ``aggregator once`` did."""
-
-    outcomes: tuple[PollOutcome, ...]
-    renders: tuple[RenderReport, ...]
-
-    def summary(self) -> str:
-        ok = sum(o.ok for o in self.outcomes)
-        failed = len(self.outcomes) - ok
-        new = sum(o.result.new for o in self.outcomes)
-        updated = sum(o.result.updated for o in self.outcomes)
-        dup = sum(o.result.duplicate for o in self.outcomes)
-        written = sum(len(r.written) for r in self.renders)
-        unchanged = sum(len(r.unchanged) for r in self.renders)
-        return (
-            f"sources: {ok} ok, {failed} failed; entries: {new} new, {updated} updated, "
-            f"{dup} duplicate; outputs: {written} written, {unchanged} unchanged"
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,22 +42,22 @@ class FetchLimits:
     timeout_s: float = 60.0
 
 
-def fetch_source(
+async def fetch_source(
     source: SourceConfig,
     state: SourceState | None,
     *,
     offline: bool,
-    client: httpx.Client | None,
+    client: httpx.AsyncClient | None,
     limits: FetchLimits = FetchLimits(),
 ) -> Fetched:
-    """Get the source's document (no store access: safe in worker threads); raises SourceError."""
+    """Get the source's document (no store access); raises SourceError."""
     if offline:
         if source.fixture is None:
             raise FetchError(source.id, "no fixture configured for --offline")
         return read_fixture(source.id, source.fixture, url=source.url)
     if client is None:
         raise FetchError(source.id, "no HTTP client (offline run?)")
-    return fetch(
+    return await fetch(
         client,
         source.id,
         state.url if state else source.url,
@@ -88,107 +68,129 @@ def fetch_source(
     )
 
 
-def _parse(fetched: Fetched) -> ParsedFeed:
-    if fetched.parts:
-        return parse_posts(fetched.parts, source_id=fetched.source_id)
-    return parse_document(
-        fetched.body or b"", source_id=fetched.source_id, headers=fetched.headers, url=fetched.url
+def is_unchanged(fetched: Fetched, state: SourceState | None) -> bool:
+    """A 304, or the very body we parsed last time (servers that ignore validators)."""
+    if fetched.not_modified:
+        return True
+    return (
+        state is not None and state.body_hash is not None and fetched.body_hash == state.body_hash
     )
 
 
-def _store_feed(
-    source: SourceConfig, fetched: Fetched, *, store: Store, now: datetime, dedup: DedupConfig
-) -> tuple[StoreResult, tuple[str, ...]]:
-    feed = _parse(fetched)
-    entries, warnings = normalise_entries(feed, source_id=source.id, feed_url=fetched.url)
-    decisions = decide(
-        entries,
-        store.known(source.id, entries),
-        now=now,
-        title_window=timedelta(hours=dedup.title_window_hours),
-        min_title_length=dedup.min_title_length,
-    )
-    title = html_to_text(feed.title) or None  # some feeds put entities in plain-text titles
-    hints = FeedHints(feed.ttl_s, feed.skip_hours, feed.skip_days)
-    result = store.apply(
-        source.id,
-        decisions,
-        fetched=fetched,
-        feed_title=title,
-        feed_link=feed.link,
-        now=now,
-        hints=hints,
-    )
-    return result, feed.warnings + warnings
+@dataclass
+class Ingest:
+    """Writes one tick's poll results; bookkeeping of polls without entries is batched."""
 
+    store: Store
+    planner: Planner
+    dedup: DedupConfig
+    records: list[PollRecord] = field(default_factory=list)
+    batch: int = 500
 
-def ingest(
-    source: SourceConfig,
-    got: Fetched | SourceError,
-    *,
-    store: Store,
-    now: datetime,
-    dedup: DedupConfig,
-    duration_s: float = 0.0,
-) -> PollOutcome:
-    """Parse, process and store what ``fetch_source`` got (or record its error)."""
-    started = time.perf_counter()
-    try:
-        if isinstance(got, SourceError):
-            raise got
-        outcome = _ingest_fetched(source, got, store=store, now=now, dedup=dedup)
-    except SourceError as exc:
-        status = exc.status if isinstance(exc, FetchError) else getattr(got, "status", None)
-        gone = status == 410
-        store.record_failure(source.id, error=str(exc), http_status=status, gone=gone, now=now)
-        retry = exc.retry_after_s if isinstance(exc, FetchError) else None
-        outcome = PollOutcome(
-            source.id, "gone" if gone else "failed", status, error=str(exc), retry_after_s=retry
+    @property
+    def now(self) -> datetime:
+        return self.planner.now
+
+    def unchanged(
+        self, source: SourceConfig, fetched: Fetched, state: SourceState | None, duration_s: float
+    ) -> PollOutcome:
+        max_age = freshness_s(fetched.headers, self.now)
+        hints = _hints(state)
+        at = self.planner.next_for(source, max_age_s=max_age, hints=hints)
+        self._record(
+            PollRecord.from_fetched(fetched, status="not_modified", at=self.now, next_check_at=at)
         )
-    outcome = replace(outcome, duration_s=duration_s + time.perf_counter() - started)
-    _log(outcome)
-    return outcome
+        return _done(
+            PollOutcome(
+                source.id, "not_modified", fetched.status, duration_s=duration_s, max_age_s=max_age
+            )
+        )
+
+    def failed(
+        self,
+        source: SourceConfig,
+        exc: SourceError,
+        state: SourceState | None,
+        duration_s: float,
+        http_status: int | None = None,
+    ) -> PollOutcome:
+        status = exc.status if isinstance(exc, FetchError) else http_status
+        retry = exc.retry_after_s if isinstance(exc, FetchError) else None
+        gone = status == 410
+        failures = (state.failures if state else 0) + 1
+        at = (
+            None
+            if gone
+            else self.planner.next_for(
+                source, failures=failures, retry_after_s=retry, hints=_hints(state)
+            )
+        )
+        kind = "gone" if gone else "failed"
+        self._record(PollRecord(source.id, kind, self.now, at, http_status=status, error=str(exc)))
+        return _done(PollOutcome(source.id, kind, status, error=str(exc), duration_s=duration_s,
+                                 retry_after_s=retry))  # fmt: skip
+
+    def stored(
+        self, source: SourceConfig, fetched: Fetched, prepared: Prepared, duration_s: float
+    ) -> PollOutcome:
+        """Decide and write the entries of a prepared document (one transaction)."""
+        entries = prepared.entries
+        decisions = decide(
+            entries,
+            self.store.known(source.id, entries),
+            now=self.now,
+            title_window=timedelta(hours=self.dedup.title_window_hours),
+            min_title_length=self.dedup.min_title_length,
+        )
+        max_age = freshness_s(fetched.headers, self.now)
+        at = self.planner.next_for(source, max_age_s=max_age, hints=prepared.hints)
+        record = replace(
+            PollRecord.from_fetched(fetched, status="ok", at=self.now, next_check_at=at),
+            feed_title=prepared.title,
+            feed_link=prepared.link,
+            hints=prepared.hints,
+        )
+        result = self.store.apply(source.id, decisions, record)
+        outcome = PollOutcome(source.id, "ok", fetched.status, result, warnings=prepared.warnings,
+                              duration_s=duration_s, max_age_s=max_age)  # fmt: skip
+        return _done(outcome)
+
+    def ingest(
+        self,
+        source: SourceConfig,
+        got: Fetched | SourceError,
+        state: SourceState | None,
+        duration_s: float = 0.0,
+    ) -> PollOutcome:
+        """Everything after the fetch, inline: unchanged, failed, or parse and store."""
+        if isinstance(got, SourceError):
+            return self.failed(source, got, state, duration_s)
+        if is_unchanged(got, state):
+            return self.unchanged(source, got, state, duration_s)
+        try:
+            prepared = prepare(got)
+        except SourceError as exc:
+            return self.failed(source, exc, state, duration_s, http_status=got.status)
+        return self.stored(source, got, prepared, duration_s)
+
+    def _record(self, record: PollRecord) -> None:
+        self.records.append(record)
+        if len(self.records) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the batched bookkeeping (one transaction)."""
+        records, self.records = self.records, []
+        self.store.record_polls(records)
 
 
-def _ingest_fetched(
-    source: SourceConfig, fetched: Fetched, *, store: Store, now: datetime, dedup: DedupConfig
-) -> PollOutcome:
-    max_age = freshness_s(fetched.headers, now)
-    state = store.source_state(source.id)
-    unchanged_body = state is not None and fetched.body_hash == state.body_hash
-    if fetched.not_modified or unchanged_body:
-        store.record_unchanged(source.id, fetched=fetched, now=now)
-        return PollOutcome(source.id, "not_modified", fetched.status, max_age_s=max_age)
-    result, warnings = _store_feed(source, fetched, store=store, now=now, dedup=dedup)
-    return PollOutcome(
-        source.id, "ok", fetched.status, result, warnings=warnings, max_age_s=max_age
-    )
+def _hints(state: SourceState | None) -> FeedHints:
+    if state is None:
+        return FeedHints()
+    return FeedHints(state.ttl_s, state.skip_hours, state.skip_days)
 
 
-def poll_source(
-    source: SourceConfig,
-    *,
-    store: Store,
-    now: datetime,
-    dedup: DedupConfig,
-    offline: bool = False,
-    client: httpx.Client | None = None,
-    limits: FetchLimits = FetchLimits(),
-) -> PollOutcome:
-    """Poll one source once and record the outcome; never raises ``SourceError``."""
-    started = time.perf_counter()
-    got: Fetched | SourceError
-    try:
-        state = store.source_state(source.id)
-        got = fetch_source(source, state, offline=offline, client=client, limits=limits)
-    except SourceError as exc:
-        got = exc
-    return ingest(
-        source, got, store=store, now=now, dedup=dedup, duration_s=time.perf_counter() - started
-    )
-
-
-def _log(outcome: PollOutcome) -> None:
+def _done(outcome: PollOutcome) -> PollOutcome:
     r = outcome.result
     log.info(
         "poll source=%s status=%s http=%s new=%d updated=%d duplicate=%d duration_ms=%d%s",
@@ -203,6 +205,7 @@ def _log(outcome: PollOutcome) -> None:
     )
     for warning in outcome.warnings:
         log.debug("poll source=%s warning=%r", outcome.source_id, warning)
+    return outcome
 
 
 def channel_for(config: Config, spec: OutputSpec) -> Channel:
@@ -221,28 +224,15 @@ def render_outputs(config: Config, store: Store) -> tuple[RenderReport, ...]:
     return tuple(reports)
 
 
-def run_once(
-    config: Config,
-    store: Store,
-    *,
-    now: datetime,
-    offline: bool,
-    client: httpx.Client | None = None,
-    sources: Sequence[SourceConfig] | None = None,
-) -> RunReport:
-    """Poll every enabled source once (in config order), then render every output."""
-    store.sync_sources(config.sources, now=now)
-    limits = FetchLimits(config.poll.max_bytes, config.poll.timeout_s)
-    outcomes = tuple(
-        poll_source(
-            s,
-            store=store,
-            now=now,
-            dedup=config.dedup,
-            offline=offline,
-            client=client,
-            limits=limits,
-        )
-        for s in (sources if sources is not None else config.enabled_sources)
+def summarise(outcomes: Sequence[PollOutcome], renders: Sequence[RenderReport]) -> str:
+    """The one-line summary `aggregator once` ends with."""
+    ok = sum(o.ok for o in outcomes)
+    new = sum(o.result.new for o in outcomes)
+    updated = sum(o.result.updated for o in outcomes)
+    dup = sum(o.result.duplicate for o in outcomes)
+    written = sum(len(r.written) for r in renders)
+    unchanged = sum(len(r.unchanged) for r in renders)
+    return (
+        f"sources: {ok} ok, {len(outcomes) - ok} failed; entries: {new} new, {updated} updated, "
+        f"{dup} duplicate; outputs: {written} written, {unchanged} unchanged"
     )
-    return RunReport(outcomes, render_outputs(config, store))

@@ -1,95 +1,68 @@
-"""The daemon's tick: due sources from the DB, concurrent fetches under caps, store, render.
+"""The tick: due sources from the DB, async fetches under caps, parse in worker processes, store.
 
-The schedule is data (``sources.next_check_at``), not one job per source: APScheduler runs one
-coalesced ``tick`` at a time. Fetches run in worker threads (a global cap and a per-host cap);
-each finished fetch is parsed and stored in the tick's thread while the others are still in
-flight. ``next_check`` is pure.
+The schedule is data (``sources.next_check_at``), not one job per source: the daemon runs one
+coalesced ``tick`` at a time. Fetches run on an event loop in a thread of their own (one
+shared httpx client over aiohttp; a global and a per-host cap on requests in flight); bodies
+are parsed and processed in a process pool sized to the cores; the tick's thread stores each
+result as soon as it is ready, so slow sources never hold back finished ones.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import logging
+import multiprocessing
+import os
+import queue
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from . import USER_AGENT
 from .config import Config, SourceConfig
-from .errors import SourceError
+from .errors import FetchError, ParseError, SourceError
+from .fetch import make_client
 from .metrics import Metrics
-from .pipeline import FetchLimits, fetch_source, ingest, render_outputs
+from .pipeline import (
+    FetchLimits,
+    Ingest,
+    fetch_source,
+    is_unchanged,
+    render_outputs,
+    summarise,
+)
+from .prepare import Prepared, prepare
+from .render import RenderReport
+from .schedule import Planner
 from .store import Store
 from .types import Fetched, PollOutcome, SourceState
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_SHIFT = 6  # 2**6: at most 64 times the interval (then the ceiling applies)
-MAX_RETRY_AFTER_S = 7 * 86400.0
-
-
-def _unit(key: str) -> float:
-    """A stable pseudo-random number in [0, 1) for ``key`` (jitter without an RNG)."""
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
-
-
-def _skip(at: datetime, hours: Sequence[int], days: Sequence[int]) -> datetime:
-    """Move ``at`` to the first hour not in RSS skipHours/skipDays (both in GMT)."""
-    if not hours and not days:
-        return at
-    candidate = at
-    for _ in range(24 * 8):
-        if candidate.hour not in hours and candidate.weekday() not in days:
-            return candidate
-        candidate = candidate.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    return at  # every hour of every day skipped: the feed is misconfigured; ignore the hint
-
-
-def next_check(
-    now: datetime,
-    interval_s: float,
-    *,
-    key: str,
-    floor_s: float,
-    ceiling_s: float,
-    jitter: float = 0.0,
-    failures: int = 0,
-    max_age_s: float | None = None,
-    ttl_s: float | None = None,
-    retry_after_s: float | None = None,
-    skip_hours: Sequence[int] = (),
-    skip_days: Sequence[int] = (),
-) -> datetime:
-    """When to poll a source next. Pure: the same inputs give the same answer.
-
-    The wait is the largest of the interval, the server's freshness and the feed's TTL, doubled
-    per consecutive failure, kept within [floor, ceiling], spread by up to ``jitter`` of itself
-    (stable per ``key``) so sources sharing a host drift apart; a Retry-After is always honoured
-    (up to a week), and RSS skipHours/skipDays push it out of the skipped hours.
-    """
-    wait = max(interval_s, max_age_s or 0.0, ttl_s or 0.0)
-    wait *= 1 << min(failures, MAX_BACKOFF_SHIFT)
-    wait = min(max(wait, floor_s), ceiling_s)
-    wait += wait * jitter * _unit(key)
-    if retry_after_s:
-        wait = max(wait, min(retry_after_s, MAX_RETRY_AFTER_S))
-    return _skip(now + timedelta(seconds=wait), skip_hours, skip_days)
+POOL_MIN_SOURCES = 64  # smaller ticks parse inline unless the workers already run
 
 
 @dataclass(frozen=True, slots=True)
 class TickReport:
     due: int = 0
     outcomes: tuple[PollOutcome, ...] = ()
-    rendered: bool = False
+    renders: tuple[RenderReport, ...] = ()
     abandoned: int = 0
 
-    def summary(self) -> str:
+    @property
+    def rendered(self) -> bool:
+        return bool(self.renders)
+
+    def log_line(self) -> str:
         ok = sum(o.ok for o in self.outcomes)
         return (
             f"tick due={self.due} ok={ok} failed={len(self.outcomes) - ok} "
@@ -97,10 +70,8 @@ class TickReport:
             f"updated={sum(o.result.updated for o in self.outcomes)} rendered={self.rendered}"
         )
 
-
-def _changes_outputs(outcome: PollOutcome) -> bool:
-    """New or updated entries, or merges (which add provenance), change what outputs show."""
-    return outcome.result.changed or outcome.result.duplicate > 0
+    def summary(self) -> str:
+        return summarise(self.outcomes, self.renders)
 
 
 def _host(source: SourceConfig, state: SourceState | None) -> str:
@@ -108,7 +79,7 @@ def _host(source: SourceConfig, state: SourceState | None) -> str:
 
 
 def interleave_by_host(items: Sequence[tuple[str, SourceConfig]]) -> list[SourceConfig]:
-    """Round-robin over hosts, so workers are not all queued behind one host's cap."""
+    """Round-robin over hosts, so the workers are not all queued behind one host's cap."""
     queues: dict[str, deque[SourceConfig]] = defaultdict(deque)
     for host, source in items:
         queues[host].append(source)
@@ -121,6 +92,40 @@ def interleave_by_host(items: Sequence[tuple[str, SourceConfig]]) -> list[Source
     return out
 
 
+def _changes_outputs(outcome: PollOutcome) -> bool:
+    """New or updated entries, or merges (which add provenance), change what outputs show."""
+    return outcome.result.changed or outcome.result.duplicate > 0
+
+
+class _Loop:
+    """An event loop in a thread of its own, with the one shared HTTP client on it."""
+
+    def __init__(self, make: Callable[[], httpx.AsyncClient] | None) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="fetch-loop", daemon=True)
+        self.thread.start()
+        self._make = make
+        self.client: httpx.AsyncClient | None = None
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    async def get_client(self) -> httpx.AsyncClient | None:
+        if self.client is None and self._make is not None:
+            self.client = self._make()
+        return self.client
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.run(self.client.aclose())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.loop.close()
+
+
+Result = tuple[str, SourceConfig, Any, float]  # (kind, source, payload, fetch seconds)
+
+
 @dataclass
 class Scheduler:
     """Owns the current config and runs ticks; ``reload`` swaps the config between ticks."""
@@ -129,8 +134,9 @@ class Scheduler:
     store: Store
     metrics: Metrics
     offline: bool = False
-    client: httpx.Client | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    transport: httpx.AsyncBaseTransport | None = None  # tests inject a MockTransport
+    parse_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     on_tick: Callable[[TickReport], None] | None = None  # e.g. systemd WATCHDOG=1 + STATUS=
     on_progress: Callable[[], None] | None = None  # after each poll: keeps a long tick alive
     last_tick_at: datetime | None = None
@@ -139,6 +145,10 @@ class Scheduler:
     _stopping: threading.Event = field(default_factory=threading.Event)
     _render_due: bool = True  # render at the first tick, and after every reload
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _loop: _Loop | None = None
+    _pool: ProcessPoolExecutor | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Register the configured sources; new ones are due at once."""
@@ -147,6 +157,10 @@ class Scheduler:
     def stop(self) -> None:
         self._stopping.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def wait_idle(self, timeout_s: float) -> bool:
         """True once no tick is running (a tick holds the lock), False after ``timeout_s``."""
         if not self._lock.acquire(timeout=timeout_s):
@@ -154,9 +168,39 @@ class Scheduler:
         self._lock.release()
         return True
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
+    def close(self) -> None:
+        """Release the event loop, its HTTP client and the worker processes."""
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _make_client(self) -> httpx.AsyncClient:
+        poll = self.config.poll
+        if self.transport is not None:
+            return httpx.AsyncClient(
+                transport=self.transport, headers={"User-Agent": USER_AGENT}, follow_redirects=False
+            )
+        return make_client(
+            user_agent=USER_AGENT,
+            connect_timeout_s=poll.connect_timeout_s,
+            read_timeout_s=poll.read_timeout_s,
+            max_connections=poll.max_concurrency,
+        )
+
+    def _event_loop(self) -> _Loop:
+        if self._loop is None:
+            self._loop = _Loop(None if self.offline else self._make_client)
+        return self._loop
+
+    def _workers(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # forkserver: never fork a process that runs threads (loop, server, APScheduler).
+            context = multiprocessing.get_context("forkserver")
+            self._pool = ProcessPoolExecutor(self.parse_workers, mp_context=context)
+        return self._pool
 
     def reload(self, config: Config) -> tuple[str, ...]:
         """Take a new (already validated) config; return the ids of removed sources."""
@@ -171,140 +215,243 @@ class Scheduler:
             self._render_due = True
         return removed
 
-    def tick(self) -> TickReport:
-        """Poll every due source once; render if anything changed. Never raises on a source."""
+    # -- the tick ---------------------------------------------------------------------------------
+
+    def tick(self, *, force: bool = False) -> TickReport:
+        """Poll every due source (every enabled one with ``force``) once; render if changed."""
         with self._lock:
             config, now = self.config, self.clock()
-            report = self._tick(config, now)
+            report = self._tick(config, now, force)
             self.last_tick_at = now
         self.metrics.ticks.inc()
         self.metrics.last_tick.set(time.time())
         self.metrics.sources_failing.set(self.failing_sources())
         if self.on_tick is not None:
             self.on_tick(report)
-        log.info("%s", report.summary())
+        log.info("%s", report.log_line())
         return report
 
-    def _tick(self, config: Config, now: datetime) -> TickReport:
+    def _tick(self, config: Config, now: datetime, force: bool) -> TickReport:
         enabled = {s.id: s for s in config.enabled_sources}
-        due_ids = self.store.due_sources(now, among=list(enabled))
-        states = {i: self.store.source_state(i) for i in due_ids}
-        order = interleave_by_host([(_host(enabled[i], states[i]), enabled[i]) for i in due_ids])
-        outcomes: list[PollOutcome] = []
-        abandoned, unrendered, rendered = 0, False, False
-        last_render = time.monotonic()
-        for source, got, duration in self._fetch_all(config, order, states):
-            if got is None:
-                abandoned += 1
-                continue
-            outcome = ingest(
-                source, got, store=self.store, now=now, dedup=config.dedup, duration_s=duration
+        ids = tuple(enabled) if force else self.store.due_sources(now, among=list(enabled))
+        states = self.store.poll_states(ids)
+        if self.offline:  # no hosts to spare; and fixture runs stay in config order (goldens)
+            order = [enabled[i] for i in ids]
+        else:
+            order = interleave_by_host(
+                [(_host(enabled[i], states.get(i)), enabled[i]) for i in ids]
             )
-            self._reschedule(config, source, outcome, now)
-            self.metrics.observe_poll(outcome)
-            outcomes.append(outcome)
-            unrendered = unrendered or _changes_outputs(outcome)
-            if unrendered and time.monotonic() - last_render >= self.render_every_s:
-                # Slow sources must not hold back what the fast ones brought.
-                rendered = self._render(config) or rendered
-                unrendered, last_render = False, time.monotonic()
-            if self.on_progress is not None:
-                self.on_progress()
-        if unrendered or self._render_due:
-            rendered = self._render(config)
-        return TickReport(len(due_ids), tuple(outcomes), rendered, abandoned)
+        ingest = Ingest(self.store, Planner(config.poll, now), config.dedup)
+        pool_ok = self._pool is not None or len(order) >= POOL_MIN_SOURCES
+        run = _TickRun(self, config, ingest, states, pool_ok=pool_ok)
+        if order:
+            self._event_loop().loop.call_soon_threadsafe(
+                lambda: asyncio.ensure_future(
+                    self._fetch_all(config, order, states, run.results.put)
+                )
+            )
+            run.consume(order, ordered=self.offline)
+        ingest.flush()
+        if run.unrendered or self._render_due:
+            run.render()
+        self._render_due = False
+        return TickReport(len(ids), tuple(run.outcomes), tuple(run.renders), run.abandoned)
 
-    def _fetch_all(
-        self, config: Config, order: Sequence[SourceConfig], states: dict[str, SourceState | None]
-    ) -> Iterator[tuple[SourceConfig, Fetched | SourceError | None, float]]:
-        """Yield each source's fetch result as it completes; ``None`` when abandoned on stop."""
-        if not order:
-            return
+    async def _fetch_all(
+        self,
+        config: Config,
+        order: Sequence[SourceConfig],
+        states: dict[str, SourceState],
+        put: Callable[[Result], None],
+    ) -> None:
+        """Fetch every source with at most ``max_concurrency`` workers and ``per_host`` per host."""
+        loop = self._event_loop()
+        client = await loop.get_client()
         limits = FetchLimits(config.poll.max_bytes, config.poll.timeout_s)
-        host_caps: dict[str, threading.BoundedSemaphore] = defaultdict(
-            lambda: threading.BoundedSemaphore(config.poll.per_host)
+        hosts: dict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(config.poll.per_host)
         )
-        caps = {s.id: host_caps[_host(s, states[s.id])] for s in order}
+        todo = deque(order)
 
-        def work(source: SourceConfig) -> tuple[Fetched | SourceError, float]:
-            with caps[source.id]:
+        async def one(source: SourceConfig) -> None:
+            state = states.get(source.id)
+            async with hosts[_host(source, state)]:
                 started = time.perf_counter()
                 try:
-                    got: Fetched | SourceError = fetch_source(
-                        source,
-                        states[source.id],
-                        offline=self.offline,
-                        client=self.client,
-                        limits=limits,
+                    got: Fetched | SourceError = await fetch_source(
+                        source, state, offline=self.offline, client=client, limits=limits
                     )
                 except SourceError as exc:
                     got = exc
-                return got, time.perf_counter() - started
+                except Exception as exc:  # a bug: fail this source alone, keep the traceback
+                    log.exception("fetch of %s crashed", source.id)
+                    got = FetchError(source.id, f"internal error: {exc!r}")
+                put(("fetched", source, got, time.perf_counter() - started))
 
-        workers = min(config.poll.max_concurrency, len(order))
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
-        futures: dict[Future[tuple[Fetched | SourceError, float]], SourceConfig] = {
-            pool.submit(work, s): s for s in order
-        }
-        try:
-            yield from self._as_completed(futures)
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+        async def worker() -> None:
+            while todo and not self.stopping:
+                source = todo.popleft()
+                task = asyncio.ensure_future(one(source))
+                try:
+                    await asyncio.shield(task)
+                except asyncio.CancelledError:
+                    if not task.done():  # a finished task has put its result already
+                        task.cancel()
+                        put(("abandoned", source, None, 0.0))
+                    raise
 
-    def _as_completed(
-        self, futures: dict[Future[tuple[Fetched | SourceError, float]], SourceConfig]
-    ) -> Iterator[tuple[SourceConfig, Fetched | SourceError | None, float]]:
-        pending = set(futures)
-        deadline: float | None = None
+        workers = [
+            asyncio.ensure_future(worker())
+            for _ in range(min(config.poll.max_concurrency, len(order)))
+        ]
+        await self._drain(workers)
+        while todo:  # never started: stopping
+            put(("abandoned", todo.popleft(), None, 0.0))
+
+    async def _drain(self, workers: Sequence[asyncio.Future[None]]) -> None:
+        pending = set(workers)
         while pending:
-            if self.stopping and deadline is None:
-                deadline = time.monotonic() + self.drain_s
-                for fut in pending:
-                    fut.cancel()  # not yet started: never will be
-            # Wake at least once a second to notice a stop request.
-            left = 1.0 if deadline is None else max(0.0, deadline - time.monotonic())
-            done, pending = wait(pending, timeout=min(left, 1.0), return_when=FIRST_COMPLETED)
-            for fut in done:
-                if fut.cancelled():
-                    yield futures[fut], None, 0.0
-                else:
-                    got, duration = fut.result()
-                    yield futures[fut], got, duration
-            if deadline is not None and time.monotonic() >= deadline:
-                for fut in pending:
-                    yield futures[fut], None, 0.0
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+            if self.stopping and pending:
+                _, pending = await asyncio.wait(pending, timeout=self.drain_s)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
                 return
-
-    def _reschedule(
-        self, config: Config, source: SourceConfig, outcome: PollOutcome, now: datetime
-    ) -> None:
-        if outcome.status == "gone":
-            self.store.schedule(source.id, None)  # 410: never again (until the config changes)
-            return
-        state = self.store.source_state(source.id)
-        failures = state.failures if state else 0
-        poll = config.poll
-        at = next_check(
-            now,
-            source.interval_s or poll.interval_s,
-            key=f"{source.id}@{now.isoformat()}",
-            floor_s=poll.min_interval_s,
-            ceiling_s=poll.max_interval_s,
-            jitter=poll.jitter,
-            failures=failures,
-            max_age_s=outcome.max_age_s,
-            ttl_s=state.ttl_s if state else None,
-            retry_after_s=outcome.retry_after_s,
-            skip_hours=state.skip_hours if state else (),
-            skip_days=state.skip_days if state else (),
-        )
-        self.store.schedule(source.id, at)
-
-    def _render(self, config: Config) -> bool:
-        render_outputs(config, self.store)
-        self._render_due = False
-        self.metrics.last_render.set(time.time())
-        return True
 
     def failing_sources(self) -> int:
         return sum(1 for s in self.store.source_states() if s.status in ("failed", "gone"))
+
+
+class _TickRun:
+    """The consuming side of one tick: results arrive on a queue and are stored in order."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        config: Config,
+        ingest: Ingest,
+        states: dict[str, SourceState],
+        *,
+        pool_ok: bool,
+    ) -> None:
+        self.scheduler, self.config, self.ingest, self.states = scheduler, config, ingest, states
+        self.pool_ok = pool_ok and scheduler.parse_workers > 1
+        self.results: queue.SimpleQueue[Result] = queue.SimpleQueue()
+        self.outcomes: list[PollOutcome] = []
+        self.renders: list[RenderReport] = []
+        self.abandoned = 0
+        self.unrendered = False
+        self.last_render = time.monotonic()
+
+    def consume(self, order: Sequence[SourceConfig], *, ordered: bool) -> None:
+        """Handle results until every source has an outcome (or was abandoned).
+
+        As they come by default (fast sources first); ``ordered`` stores in ``order`` instead,
+        which makes ids, merges and outputs reproducible (offline fixture runs).
+        """
+        ready: dict[str, Result] = {}
+        done = 0
+        while done < len(order):
+            item = self.results.get()
+            kind, source, payload, seconds = item
+            if kind == "fetched" and self._parse_elsewhere(source, payload, seconds):
+                continue
+            if not ordered:
+                self._handle(item)
+                done += 1
+                continue
+            ready[source.id] = item
+            while done < len(order) and order[done].id in ready:
+                self._handle(ready.pop(order[done].id))
+                done += 1
+
+    def _handle(self, item: Result) -> None:
+        kind, source, payload, seconds = item
+        if kind == "abandoned":
+            self.abandoned += 1
+            return
+        self._finish(self._outcome(kind, source, payload, seconds))
+
+    def _parse_elsewhere(self, source: SourceConfig, got: Any, seconds: float) -> bool:
+        """Send a body to the worker processes; its result comes back through the queue."""
+        if not self.pool_ok or isinstance(got, SourceError):
+            return False
+        if is_unchanged(got, self.states.get(source.id)):
+            return False
+        future: Future[Prepared] = self.scheduler._workers().submit(prepare, got)
+        future.add_done_callback(
+            lambda f: self.results.put(("prepared", source, (got, f), seconds))
+        )
+        return True
+
+    def _outcome(
+        self, kind: str, source: SourceConfig, payload: Any, seconds: float
+    ) -> PollOutcome:
+        state = self.states.get(source.id)
+        if kind == "fetched":
+            return self.ingest.ingest(source, payload, state, seconds)
+        fetched, future = payload
+        try:
+            prepared = future.result()
+        except SourceError as exc:
+            return self.ingest.failed(source, exc, state, seconds, http_status=fetched.status)
+        except BrokenProcessPool:
+            log.exception("the parse workers died: restarting them; parsing %s inline", source.id)
+            self.scheduler._pool = None
+            return self.ingest.ingest(source, fetched, state, seconds)
+        except Exception as exc:  # a parser bug on one document fails that source alone
+            log.exception("parsing %s crashed", source.id)
+            error = ParseError(source.id, f"internal error: {exc!r}")
+            return self.ingest.failed(source, error, state, seconds, http_status=fetched.status)
+        return self.ingest.stored(source, fetched, prepared, seconds)
+
+    def _finish(self, outcome: PollOutcome) -> None:
+        self.scheduler.metrics.observe_poll(outcome)
+        self.outcomes.append(outcome)
+        self.unrendered = self.unrendered or _changes_outputs(outcome)
+        if self.unrendered and time.monotonic() - self.last_render >= self.scheduler.render_every_s:
+            self.render()  # slow sources must not hold back what the fast ones brought
+        if self.scheduler.on_progress is not None:
+            self.scheduler.on_progress()
+
+    def render(self) -> None:
+        self.ingest.flush()
+        self.renders.extend(render_outputs(self.config, self.scheduler.store))
+        self.unrendered, self.last_render = False, time.monotonic()
+        self.scheduler.metrics.last_render.set(time.time())
+
+
+def build_scheduler(
+    config: Config,
+    store: Store,
+    *,
+    metrics: Metrics | None = None,
+    offline: bool = False,
+    clock: Callable[[], datetime] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Scheduler:
+    """A scheduler that builds its own HTTP client from ``[poll]`` (none when offline)."""
+    scheduler = Scheduler(config, store, metrics or Metrics(), offline=offline, transport=transport)
+    if clock is not None:
+        scheduler.clock = clock
+    return scheduler
+
+
+def run_once(
+    config: Config,
+    store: Store,
+    *,
+    now: datetime,
+    offline: bool,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> TickReport:
+    """`aggregator once`: poll every enabled source now, store, render every output."""
+    scheduler = build_scheduler(
+        config, store, offline=offline, clock=lambda: now, transport=transport
+    )
+    try:
+        scheduler.start()
+        return scheduler.tick(force=True)
+    finally:
+        scheduler.close()

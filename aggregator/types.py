@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from types import MappingProxyType
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -24,8 +23,9 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def _frozen_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
-    return MappingProxyType({k.lower(): v for k, v in headers.items()})
+def _lower_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    # A plain dict, not a MappingProxyType: Fetched crosses process boundaries (pickle).
+    return {k.lower(): v for k, v in headers.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ class Fetched:
     parts: tuple[tuple[str, bytes], ...] = ()  # a directory fixture: (name, bytes) per post
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "headers", _frozen_headers(self.headers))
+        object.__setattr__(self, "headers", _lower_headers(self.headers))
 
     @property
     def not_modified(self) -> bool:
@@ -262,6 +262,41 @@ class FeedHints:
     ttl_s: int | None = None
     skip_hours: tuple[int, ...] = ()
     skip_days: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    """The bookkeeping of one poll of one source, as the store writes it."""
+
+    source_id: str
+    status: str  # "ok", "not_modified", "failed", "gone"
+    at: datetime
+    next_check_at: datetime | None
+    http_status: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    permanent_url: str | None = None
+    error: str | None = None
+    feed_title: str | None = None
+    feed_link: str | None = None
+    hints: FeedHints = FeedHints()
+
+    @classmethod
+    def from_fetched(
+        cls, fetched: Fetched, *, status: str, at: datetime, next_check_at: datetime | None
+    ) -> PollRecord:
+        return cls(
+            fetched.source_id,
+            status,
+            at,
+            next_check_at,
+            http_status=fetched.status,
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+            body_hash=fetched.body_hash,
+            permanent_url=fetched.permanent_url,
+        )
 
 
 @dataclass(frozen=True, slots=True)

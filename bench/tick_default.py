@@ -21,11 +21,8 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from aggregator import USER_AGENT
 from aggregator.config import load_config, parse_config
-from aggregator.fetch import make_client
-from aggregator.metrics import Metrics
-from aggregator.scheduler import Scheduler
+from aggregator.scheduler import build_scheduler
 from aggregator.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,8 +86,7 @@ def http_round(workdir: Path) -> dict[str, object]:
     now = datetime(2026, 11, 26, tzinfo=UTC)
     clock = [now]
     store = open_store(config.storage.url)
-    client = make_client(user_agent=USER_AGENT)
-    sched = Scheduler(config, store, Metrics(), client=client, clock=lambda: clock[0])
+    sched = build_scheduler(config, store, clock=lambda: clock[0])
     sched.start()
     t0 = time.perf_counter()
     cold = sched.tick()
@@ -104,7 +100,7 @@ def http_round(workdir: Path) -> dict[str, object]:
     warm = sched.tick()
     warm_s = time.perf_counter() - t0
     rewritten = sum(1 for p, m in mtimes.items() if p.stat().st_mtime_ns != m)
-    client.close()
+    sched.close()
     store.close()
     httpd.shutdown()
     httpd.server_close()
@@ -126,11 +122,12 @@ def offline_round(workdir: Path) -> float:
     shutil.copytree(ROOT / "seeds", workdir / "seeds")
     config = load_config(workdir / "config" / "aggregator.toml")
     store = open_store(config.storage.url)
-    sched = Scheduler(config, store, Metrics(), offline=True)
+    sched = build_scheduler(config, store, offline=True)
     sched.start()
     t0 = time.perf_counter()
     sched.tick()
     elapsed = time.perf_counter() - t0
+    sched.close()
     store.close()
     return elapsed
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aggregator.config import load_config
-from aggregator.pipeline import run_once
+from aggregator.scheduler import run_once
 from aggregator.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent

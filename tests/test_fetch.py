@@ -2,22 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from aggregator.errors import FetchError
-from aggregator.fetch import fetch, make_client, read_fixture, retry_after_s
+from aggregator.fetch import fetch as afetch
+from aggregator.fetch import make_client, read_fixture, retry_after_s
+from aggregator.types import Fetched
 
 FEED = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def client(handler: Handler) -> httpx.Client:
-    return httpx.Client(transport=httpx.MockTransport(handler), headers={"User-Agent": "test"})
+class client:
+    """A MockTransport AsyncClient; ``fetch`` runs it on a fresh event loop per call."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+    def __enter__(self) -> client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def fetch(c: client, source_id: str, url: str, **kwargs: Any) -> Fetched:
+    async def go() -> Fetched:
+        transport = httpx.MockTransport(c.handler)
+        async with httpx.AsyncClient(transport=transport, headers={"User-Agent": "test"}) as http:
+            return await afetch(http, source_id, url, **kwargs)
+
+    return asyncio.run(go())
 
 
 def test_conditional_get_sends_validators_and_304_is_a_value() -> None:
@@ -119,9 +141,28 @@ def test_transport_errors_become_fetch_errors() -> None:
         fetch(c, "s", "https://a.example/f")
 
 
-def test_make_client_sets_a_clear_user_agent() -> None:
-    with make_client(user_agent="aggregator/0 (+https://x)") as c:
-        assert c.headers["user-agent"] == "aggregator/0 (+https://x)"
+def test_make_client_sets_a_clear_user_agent_over_aiohttp() -> None:
+    from httpx_aiohttp import AiohttpTransport
+
+    async def go() -> None:
+        async with make_client(user_agent="aggregator/0 (+https://x)") as c:
+            assert c.headers["user-agent"] == "aggregator/0 (+https://x)"
+            assert isinstance(c._transport, AiohttpTransport)
+
+    asyncio.run(go())
+
+
+def test_total_timeout_bounds_the_whole_exchange() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.Event().wait()  # never answers
+        raise AssertionError("unreachable")
+
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            await afetch(http, "s", "https://a.example/f", timeout_s=0.05)
+
+    with pytest.raises(FetchError, match="total timeout"):
+        asyncio.run(go())
 
 
 def test_fixture_file_and_directory(tmp_path: Path) -> None:

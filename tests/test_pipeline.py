@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from aggregator.config import Config, load_config
-from aggregator.pipeline import render_outputs, run_once
+from aggregator.pipeline import render_outputs
+from aggregator.scheduler import run_once
 from aggregator.store import SqlStore, open_store
 
 from .conftest import ROOT, Clock
@@ -231,11 +232,11 @@ def test_polling_over_http_uses_conditional_get(tmp_path: Path, clock: Clock) ->
     )
     config = load_config(path)
     store = open_store(config.storage.url)
-    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
-        first = run_once(config, store, now=clock.now, offline=False, client=client)
-        second = run_once(
-            config, store, now=clock.advance(minutes=30), offline=False, client=client
-        )
+    transport = httpx.MockTransport(handler)
+    first = run_once(config, store, now=clock.now, offline=False, transport=transport)
+    second = run_once(
+        config, store, now=clock.advance(minutes=30), offline=False, transport=transport
+    )
     store.close()
     assert first.outcomes[0].status == "ok" and first.outcomes[0].result.new == 5
     assert second.outcomes[0].status == "not_modified" and second.outcomes[0].http_status == 304

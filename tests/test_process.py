@@ -291,3 +291,23 @@ def test_text_keeps_inline_punctuation_and_separates_blocks() -> None:
     assert html_to_text('<a href="x">The Other One</a>, live') == "The Other One, live"
     assert html_to_text("<p>one</p><p>two</p>three<br>four") == "one two three four"
     assert html_to_text("Tom &amp; Jerry") == "Tom & Jerry"
+
+
+def test_clean_fast_path_matches_the_soup_path() -> None:
+    """Entries with nothing for bs4 to fix skip it; the result is what the full pass gives."""
+    from aggregator.process.html import needs_soup
+
+    plain = '<p>Hello <a href="https://e.com/x?id=1">link</a> <img src="https://e.com/i.png"></p>'
+    assert not needs_soup(plain)
+    for html in (
+        '<img data-src="/a.png">',
+        '<a href="/rel">x</a>',
+        "<a href='https://e.com/?utm_source=x'>x</a>",
+        '<a href="https://e.com/?a=1&amp;fbclid=2">x</a>',
+        '<img srcset="a.png 1x">',
+    ):
+        assert needs_soup(html), html
+    assert clean_html(plain, base=None) == (
+        '<p>Hello <a href="https://e.com/x?id=1" rel="noopener noreferrer">link</a> '
+        '<img src="https://e.com/i.png" referrerpolicy="no-referrer"></p>'
+    )

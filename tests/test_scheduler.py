@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from aggregator.config import Config, parse_config
-from aggregator.fetch import make_client
-from aggregator.metrics import Metrics
-from aggregator.scheduler import Scheduler, interleave_by_host, next_check
+from aggregator.pipeline import render_outputs
+from aggregator.render import RenderReport
+from aggregator.schedule import next_check
+from aggregator.scheduler import Scheduler, build_scheduler, interleave_by_host
 from aggregator.store import SqlStore, open_store
 
 from .conftest import Clock
@@ -112,18 +113,14 @@ def scheduler_for(store: SqlStore, clock: Clock) -> Iterator[Build]:
     made: list[Scheduler] = []
 
     def build(config: Config) -> Scheduler:
-        client = make_client(
-            user_agent="aggregator-test", read_timeout_s=config.poll.read_timeout_s
-        )
-        sched = Scheduler(config, store, Metrics(), client=client, clock=lambda: clock.now)
+        sched = build_scheduler(config, store, clock=lambda: clock.now)
         sched.start()
         made.append(sched)
         return sched
 
     yield build
     for sched in made:
-        assert sched.client is not None
-        sched.client.close()
+        sched.close()
 
 
 FEED = rss("Feed", [("1", "one"), ("2", "two")])
@@ -367,7 +364,7 @@ def test_stop_abandons_in_flight_fetches_quickly(
 
 @pytest.mark.slow
 def test_fast_sources_are_published_before_slow_ones_finish(
-    tmp_path: Path, server: FeedServer, scheduler_for: Build
+    tmp_path: Path, server: FeedServer, scheduler_for: Build, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     published = threading.Event()
     server.routes = {
@@ -377,15 +374,14 @@ def test_fast_sources_are_published_before_slow_ones_finish(
     sched = scheduler_for(make_config(tmp_path, server, ["/slow", "/fast"], read_timeout="10s"))
     sched.render_every_s = 0.0
     seen_in_outputs: list[bytes] = []
-    real_render = sched._render
 
-    def render(config: Config) -> bool:
-        done = real_render(config)
+    def render(config: Config, store: SqlStore) -> tuple[RenderReport, ...]:
+        done = render_outputs(config, store)
         seen_in_outputs.append((tmp_path / "public" / "all.json").read_bytes())
         published.set()  # only now may the slow source answer
         return done
 
-    sched._render = render  # type: ignore[method-assign]
+    monkeypatch.setattr("aggregator.scheduler.render_outputs", render)
     report = sched.tick()
     assert [o.source_id for o in report.outcomes] == ["fast", "slow"]
     assert b"fast story" in seen_in_outputs[0] and b"slow story" not in seen_in_outputs[0]
@@ -437,7 +433,7 @@ def test_offline_ticks_pick_up_a_changed_fixture(
         },
         path=tmp_path / "c.toml",
     )
-    sched = Scheduler(config, store, Metrics(), offline=True, clock=lambda: clock.now)
+    sched = build_scheduler(config, store, offline=True, clock=lambda: clock.now)
     sched.start()
     assert sched.tick().outcomes[0].result.new == 1
     clock.advance(hours=1)
@@ -447,3 +443,30 @@ def test_offline_ticks_pick_up_a_changed_fixture(
     (outcome,) = sched.tick().outcomes
     assert (outcome.status, outcome.result.updated) == ("ok", 1)
     assert [e.title for e in store.recent_entries(["local"], limit=5)] == ["second version"]
+
+
+@pytest.mark.slow
+def test_large_ticks_parse_in_worker_processes(
+    tmp_path: Path, store: SqlStore, clock: Clock
+) -> None:
+    from aggregator.scheduler import POOL_MIN_SOURCES
+
+    sources = []
+    for i in range(POOL_MIN_SOURCES + 2):
+        path = tmp_path / f"f{i}.xml"
+        body = rss(f"Feed {i}", [(f"{i}-a", f"story a of {i}"), (f"{i}-b", f"story b of {i}")])
+        path.write_bytes(body if i != 7 else body[:80])  # one truncated: fails alone
+        sources.append({"id": f"f{i}", "url": f"https://h{i}.example/feed", "fixture": str(path)})
+    config = parse_config({"output": {"dir": str(tmp_path / "public")}, "sources": sources},
+                          path=tmp_path / "c.toml")  # fmt: skip
+    sched = build_scheduler(config, store, offline=True, clock=lambda: clock.now)
+    sched.start()
+    try:
+        report = sched.tick()
+        assert sched._pool is not None  # the bodies went to the workers
+    finally:
+        sched.close()
+    assert [o.source_id for o in report.outcomes] == [s["id"] for s in sources]  # config order
+    failed = [o for o in report.outcomes if not o.ok]
+    assert [o.source_id for o in failed] == ["f7"] and "f7:" in (failed[0].error or "")
+    assert sum(o.result.new for o in report.outcomes) == 2 * (len(sources) - 1)

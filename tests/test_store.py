@@ -13,7 +13,16 @@ from sqlalchemy import text
 from aggregator.process import decide, normalise_entry
 from aggregator.store import SqlStore
 from aggregator.store.models import Base
-from aggregator.types import Action, Decision, Entry, Fetched, ParsedEntry, ParsedFeed
+from aggregator.types import (
+    Action,
+    Decision,
+    Entry,
+    Fetched,
+    ParsedEntry,
+    ParsedFeed,
+    PollRecord,
+    StoreResult,
+)
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(hours=48)
@@ -46,11 +55,16 @@ def fetched(source: str, body: bytes = b"x", etag: str | None = None) -> Fetched
     )
 
 
-def poll(store: SqlStore, source: str, entries: list[Entry], now: datetime = T0):  # type: ignore[no-untyped-def]
+def record(source: str, got: Fetched | None = None, *, now: datetime = T0) -> PollRecord:
+    base = PollRecord.from_fetched(got or fetched(source), status="ok", at=now, next_check_at=None)
+    return replace(base, feed_title="Feed " + source)
+
+
+def poll(
+    store: SqlStore, source: str, entries: list[Entry], now: datetime = T0
+) -> tuple[tuple[Decision, ...], StoreResult]:
     decisions = decide(entries, store.known(source, entries), now=now, title_window=WINDOW)
-    result = store.apply(source, decisions, fetched=fetched(source), feed_title="Feed " + source,
-                         feed_link=None, now=now)  # fmt: skip
-    return decisions, result
+    return decisions, store.apply(source, decisions, record(source, now=now))
 
 
 @pytest.fixture
@@ -127,7 +141,7 @@ def test_unique_constraint_is_the_guarantee(synced: SqlStore) -> None:
     e = make("s1", "a")
     stale = (Decision(Action.NEW, e, "raced"),)  # as if two writers decided concurrently
     for _ in range(2):
-        synced.apply("s1", stale, fetched=fetched("s1"), feed_title=None, feed_link=None, now=T0)
+        synced.apply("s1", stale, record("s1"))
     assert len(synced.recent_entries(["s1"], limit=10)) == 1
     state = synced.source_state("s1")
     assert state is not None and state.entry_count == 1
@@ -152,26 +166,36 @@ def test_newest_first_and_limit(synced: SqlStore) -> None:
 
 
 def test_failures_and_not_modified_are_recorded(synced: SqlStore) -> None:
-    synced.record_failure("s1", error="s1: HTTP 500", http_status=500, gone=False, now=T0)
-    synced.record_failure("s1", error="s1: HTTP 410 gone", http_status=410, gone=True, now=T0)
+    synced.record_polls(
+        [
+            PollRecord("s1", "failed", T0, T0 + WINDOW, http_status=500, error="s1: HTTP 500"),
+            PollRecord("s1", "gone", T0, None, http_status=410, error="s1: HTTP 410 gone"),
+        ]
+    )
     state = synced.source_state("s1")
     assert state is not None and (state.failures, state.status, state.http_status) == (
         2,
         "gone",
         410,
     )
-    synced.record_unchanged("s1", fetched=replace(fetched("s1", etag='"v1"'), status=304), now=T0)
+    synced.apply("s1", (), record("s1", fetched("s1", body=b"body")))
+    not_modified = replace(fetched("s1", etag='"v1"'), status=304, body=None, body_hash=None)
+    synced.record_polls(
+        [PollRecord.from_fetched(not_modified, status="not_modified", at=T0, next_check_at=T0)]
+    )
     state = synced.source_state("s1")
     assert state is not None and (state.failures, state.status, state.etag) == (
         0,
         "not_modified",
         '"v1"',
     )
+    assert state.body_hash == str(hash(b"body"))  # a 304 keeps the hash of the last body
+    assert state.next_check_at == T0
 
 
 def test_permanent_redirect_updates_the_polled_url(synced: SqlStore) -> None:
     moved = replace(fetched("s1"), permanent_url="https://new.example/feed")
-    synced.apply("s1", (), fetched=moved, feed_title=None, feed_link=None, now=T0)
+    synced.apply("s1", (), record("s1", moved))
     state = synced.source_state("s1")
     assert state is not None and state.url == "https://new.example/feed"
     synced.sync_sources(SOURCES, now=T0)  # the config did not change: keep the new URL

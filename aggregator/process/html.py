@@ -80,15 +80,34 @@ def _absolutise_srcset(srcset: str, base: str | None) -> str:
     return ", ".join(out)
 
 
+# What only the bs4 pass can fix: lazy images, srcset, relative URLs, tracking parameters.
+# Most entries have none of these, and then the sanitiser alone (Rust) does all the work.
+_NEEDS_SOUP = re.compile(
+    r"\b(?:data-src|data-original|data-lazy-src|_src|data-actualsrc|srcset)\s*="
+    r"|\b(?:href|src|poster|cite)\s*=\s*(?![\"']?\s*(?:https?:|mailto:|data:|#))"
+    r"|[?&;](?:utm_|pk_|mtm_|hsa_|itm_|fbclid|gclid|dclid|gbraid|wbraid|msclkid|yclid|igshid"
+    r"|mc_cid|mc_eid|_hsenc|_hsmi|mkt_tok|oly_|vero_|wickedid|twclid|ttclid|srsltid|__s="
+    r"|_openstat|ncid|sr_share|spm|rb_clickid)",
+    re.IGNORECASE,
+)
+
+
+def needs_soup(html: str) -> bool:
+    """True when ``html`` has something only the bs4 pass fixes (see ``_NEEDS_SOUP``)."""
+    return _NEEDS_SOUP.search(html) is not None
+
+
 def clean_html(html: str | None, *, base: str | None) -> str:
     """Return sanitised HTML: lazy images resolved, URLs absolute, trackers dropped, allowlisted."""
     if not html or not html.strip():
         return ""
-    soup = BeautifulSoup(html, "html.parser")
-    _fix_images(soup)
-    _fix_urls(soup, base)
+    if needs_soup(html):
+        soup = BeautifulSoup(html, "html.parser")
+        _fix_images(soup)
+        _fix_urls(soup, base)
+        html = str(soup)
     return nh3.clean(
-        str(soup),
+        html,
         tags=_TAGS,
         attributes=_ATTRIBUTES,
         url_schemes=_SCHEMES,
@@ -103,29 +122,28 @@ _BLOCKS = ("p", "div", "br", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5
            "dd", "dt", "hr")  # fmt: skip
 
 
+_BLOCK_TAG = re.compile(r"<(?=/?(?:" + "|".join(_BLOCKS) + r")\b)", re.IGNORECASE)
+_IMG_SRC = re.compile(r'<img\b[^>]*?\ssrc="([^"]+)"')
+
+
 def html_to_text(html: str | None) -> str:
     """Visible text of an HTML fragment, whitespace collapsed.
 
-    Block elements separate words; inline ones do not ("<a>x</a>," stays "x,").
+    Block elements separate words; inline ones do not ("<a>x</a>," stays "x,"). The sanitiser
+    with no allowed tags does the tag stripping (scripts and styles go with their content).
     """
     if not html:
         return ""
     if "<" not in html and "&" not in html:
         return " ".join(html.split())
-    soup = BeautifulSoup(html, "html.parser")
-    for tag in soup.find_all(_BLOCKS):
-        tag.insert_before(" ")
-        tag.insert_after(" ")
-    return " ".join(unescape(soup.get_text()).split())
+    spaced = _BLOCK_TAG.sub(" <", html)
+    return " ".join(unescape(nh3.clean(spaced, tags=set(), attributes={})).split())
 
 
 def first_image(html: str) -> str | None:
-    """The ``src`` of the first image in already-cleaned HTML."""
-    if "<img" not in html:
-        return None
-    img = BeautifulSoup(html, "html.parser").find("img")
-    src = img.get("src") if isinstance(img, Tag) else None
-    return src if isinstance(src, str) and src else None
+    """The ``src`` of the first image in already-cleaned HTML (nh3 output: double quotes)."""
+    found = _IMG_SRC.search(html)
+    return unescape(found.group(1)) if found else None
 
 
 def _is_wide(char: str) -> bool:

@@ -14,9 +14,8 @@ from typing import Protocol
 from ..types import (
     Decision,
     Entry,
-    FeedHints,
-    Fetched,
     Known,
+    PollRecord,
     SourceState,
     StoredEntry,
     StoreResult,
@@ -50,20 +49,10 @@ class Store(Protocol):
     def source_states(self) -> tuple[SourceState, ...]: ...
     def known(self, source_id: str, entries: Sequence[Entry]) -> Known: ...
     def apply(
-        self,
-        source_id: str,
-        decisions: Sequence[Decision],
-        *,
-        fetched: Fetched,
-        feed_title: str | None,
-        feed_link: str | None,
-        now: datetime,
-        hints: FeedHints = ...,
+        self, source_id: str, decisions: Sequence[Decision], record: PollRecord
     ) -> StoreResult: ...
-    def record_unchanged(self, source_id: str, *, fetched: Fetched, now: datetime) -> None: ...
-    def record_failure(
-        self, source_id: str, *, error: str, http_status: int | None, gone: bool, now: datetime
-    ) -> None: ...
+    def poll_states(self, source_ids: Sequence[str]) -> dict[str, SourceState]: ...
+    def record_polls(self, records: Sequence[PollRecord]) -> None: ...
     def due_sources(self, now: datetime, *, among: Sequence[str]) -> tuple[str, ...]: ...
     def schedule(self, source_id: str, next_check_at: datetime | None) -> None: ...
     def remove_sources(self, source_ids: Sequence[str]) -> int: ...

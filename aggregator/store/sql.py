@@ -7,46 +7,46 @@ with concurrent writers.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, delete, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ..errors import StoreError
 from ..types import (
-    Action,
     Candidate,
     Decision,
     Entry,
-    FeedHints,
-    Fetched,
     Known,
     KnownItem,
+    PollRecord,
     Provenance,
     SourceState,
     StoredEntry,
     StoreResult,
 )
-from .convert import dumps, entry_values, to_state, to_stored
+from .convert import to_state, to_stored
 from .models import DecisionRow, EntryRow, ItemRow, SourceRow
+from .write import ENTRIES, ITEMS, apply_decisions, record_feed, record_polls
 
 if TYPE_CHECKING:
     from . import SourceLike
 
-UID_NAMESPACE = uuid.UUID("6f1d3c1e-6a52-4c1b-9a8e-5b0d2f7a9c11")
-NO_HINTS = FeedHints()
 CHUNK = 500  # bound on bound parameters per IN (...) (SQLite's limit is 32766 nowadays, 999 once)
 
 
-def entry_uid(source_id: str, key: str) -> str:
-    """The stable public id of the entry first seen as ``key`` in ``source_id``."""
-    return "urn:uuid:" + str(uuid.uuid5(UID_NAMESPACE, f"{source_id}\x00{key}"))
+def _carriers(conn: Connection, entry_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+    """The sources that carry each entry, oldest item first."""
+    out: dict[int, list[str]] = {}
+    for chunk in _chunks(entry_ids):
+        stmt = select(ITEMS.c.entry_id, ITEMS.c.source_id).where(ITEMS.c.entry_id.in_(chunk))
+        for entry_id, source_id in conn.execute(stmt.order_by(ITEMS.c.id)):
+            out.setdefault(entry_id, []).append(source_id)
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -68,9 +68,13 @@ class SqlStore:
         except SQLAlchemyError as exc:
             raise StoreError(f"database error: {exc}") from exc
 
-    def _insert(self, model: type[Any]) -> Any:
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        return dialect.insert(model)
+    @contextmanager
+    def _conn(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {exc}") from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -115,37 +119,20 @@ class SqlStore:
             rows = session.scalars(select(SourceRow).order_by(SourceRow.id))
             return tuple(to_state(row, counts.get(row.id, 0)) for row in rows)
 
-    def _poll_ok(self, row: SourceRow, fetched: Fetched, now: datetime) -> None:
-        row.last_poll_at = row.last_ok_at = now
-        row.http_status = fetched.status
-        row.failures, row.last_error = 0, None
-        if fetched.permanent_url:
-            row.url = fetched.permanent_url
-        if fetched.etag is not None or fetched.last_modified is not None or fetched.status == 200:
-            row.etag, row.last_modified = fetched.etag, fetched.last_modified
-        if fetched.body_hash:
-            row.body_hash = fetched.body_hash
-
-    def record_unchanged(self, source_id: str, *, fetched: Fetched, now: datetime) -> None:
-        """A 304, or a body whose hash is the stored one: nothing to parse or write."""
+    def poll_states(self, source_ids: Sequence[str]) -> dict[str, SourceState]:
+        """States of many sources in one query, without entry counts (for the tick)."""
+        out: dict[str, SourceState] = {}
         with self._session() as session:
-            row = session.get(SourceRow, source_id)
-            if row is None:
-                raise StoreError(f"{source_id}: unknown source")
-            self._poll_ok(row, fetched, now)
-            row.status = "not_modified"
+            for chunk in _chunks(list(source_ids)):
+                for row in session.scalars(select(SourceRow).where(SourceRow.id.in_(chunk))):
+                    out[row.id] = to_state(row, 0)
+        return out
 
-    def record_failure(
-        self, source_id: str, *, error: str, http_status: int | None, gone: bool, now: datetime
-    ) -> None:
-        with self._session() as session:
-            row = session.get(SourceRow, source_id)
-            if row is None:
-                raise StoreError(f"{source_id}: unknown source")
-            row.last_poll_at = now
-            row.failures = (row.failures or 0) + 1
-            row.status = "gone" if gone else "failed"
-            row.http_status, row.last_error = http_status, error
+    def record_polls(self, records: Sequence[PollRecord]) -> None:
+        """Bookkeeping of polls that stored no entries (304s, unchanged bodies, failures)."""
+        if records:
+            with self._conn() as conn:
+                record_polls(conn, records)
 
     def due_sources(self, now: datetime, *, among: Sequence[str]) -> tuple[str, ...]:
         """Ids (of ``among``) whose next check is due, earliest first; gone/disabled never."""
@@ -210,165 +197,34 @@ class SqlStore:
         links = sorted({e.norm_link for e in entries if e.norm_link})
         titles = sorted({e.norm_title for e in entries if e.norm_title})
         items: dict[str, KnownItem] = {}
-        found: dict[int, EntryRow] = {}
-        with self._session() as session:
+        found: dict[int, tuple[str | None, str, datetime]] = {}
+        cols = (ENTRIES.c.id, ENTRIES.c.norm_link, ENTRIES.c.norm_title, ENTRIES.c.sort_at)
+        with self._conn() as conn:
             for chunk in _chunks(keys):
-                stmt = select(ItemRow).where(ItemRow.source_id == source_id, ItemRow.key.in_(chunk))
-                for item in session.scalars(stmt):
-                    items[item.key] = KnownItem(
-                        item.key, item.entry_id, item.content_hash, item.is_primary
-                    )
-            for chunk_links in _chunks(links):
-                stmt_l = select(EntryRow).where(EntryRow.norm_link.in_(chunk_links))
-                found.update((row.id, row) for row in session.scalars(stmt_l))
-            for chunk_titles in _chunks(titles):
-                stmt_t = select(EntryRow).where(EntryRow.norm_title.in_(chunk_titles))
-                found.update((row.id, row) for row in session.scalars(stmt_t))
-            carriers = self._carriers(session, sorted(found))
-        candidates = tuple(
-            Candidate(row.id, carriers.get(row.id, ()), row.norm_link, row.norm_title, row.sort_at)
-            for row in (found[i] for i in sorted(found))
-        )
+                stmt = select(
+                    ITEMS.c.key, ITEMS.c.entry_id, ITEMS.c.content_hash, ITEMS.c.is_primary
+                )
+                stmt = stmt.where(ITEMS.c.source_id == source_id, ITEMS.c.key.in_(chunk))
+                for key, entry_id, content_hash, primary in conn.execute(stmt):
+                    items[key] = KnownItem(key, entry_id, content_hash, primary)
+            for column, values in ((ENTRIES.c.norm_link, links), (ENTRIES.c.norm_title, titles)):
+                for chunk in _chunks(values):
+                    for row_id, link, title, sort_at in conn.execute(
+                        select(*cols).where(column.in_(chunk))
+                    ):
+                        found[row_id] = (link, title, sort_at)
+            carriers = _carriers(conn, sorted(found))
+        candidates = tuple(Candidate(i, carriers.get(i, ()), *found[i]) for i in sorted(found))
         return Known(items=items, candidates=candidates)
 
-    @staticmethod
-    def _carriers(session: Session, entry_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
-        out: dict[int, list[str]] = {}
-        for chunk in _chunks(entry_ids):
-            stmt = (
-                select(ItemRow.entry_id, ItemRow.source_id)
-                .where(ItemRow.entry_id.in_(chunk))
-                .order_by(ItemRow.id)
-            )
-            for entry_id, source_id in session.execute(stmt):
-                out.setdefault(entry_id, []).append(source_id)
-        return {k: tuple(v) for k, v in out.items()}
-
     def apply(
-        self,
-        source_id: str,
-        decisions: Sequence[Decision],
-        *,
-        fetched: Fetched,
-        feed_title: str | None,
-        feed_link: str | None,
-        now: datetime,
-        hints: FeedHints = NO_HINTS,
+        self, source_id: str, decisions: Sequence[Decision], record: PollRecord
     ) -> StoreResult:
         """Write one poll's verdicts and the source's new state in one transaction."""
-        counts = {action: 0 for action in Action}
-        with self._session() as session:
-            for decision in decisions:
-                action, entry_id = self._apply_one(session, source_id, decision, now)
-                counts[action] += 1
-                if action is not Action.UNCHANGED:
-                    session.add(
-                        DecisionRow(
-                            at=now,
-                            source_id=source_id,
-                            key=decision.entry.key,
-                            entry_id=entry_id,
-                            action=action.value,
-                            reason=decision.reason,
-                        )
-                    )
-            row = session.get(SourceRow, source_id)
-            if row is None:
-                raise StoreError(f"{source_id}: unknown source")
-            self._poll_ok(row, fetched, now)
-            row.status, row.feed_title, row.feed_link = "ok", feed_title, feed_link
-            row.ttl_s = hints.ttl_s
-            row.skip_hours, row.skip_days = dumps(hints.skip_hours), dumps(hints.skip_days)
-        return StoreResult(
-            new=counts[Action.NEW],
-            updated=counts[Action.UPDATE],
-            duplicate=counts[Action.MERGE] + counts[Action.DUPLICATE],
-            unchanged=counts[Action.UNCHANGED],
-        )
-
-    def _apply_one(
-        self, session: Session, source_id: str, decision: Decision, now: datetime
-    ) -> tuple[Action, int | None]:
-        entry = decision.entry
-        if decision.action is Action.NEW:
-            entry_id = self._insert_entry(session, source_id, entry, now)
-            if entry_id is None:  # another writer created the same entry first
-                return Action.DUPLICATE, None
-            added = self._insert_item(session, source_id, entry, entry_id, primary=True, now=now)
-            return (Action.NEW if added else Action.DUPLICATE), entry_id
-        if decision.action is Action.MERGE and decision.entry_id is not None:
-            self._insert_item(session, source_id, entry, decision.entry_id, primary=False, now=now)
-            return Action.MERGE, decision.entry_id
-        if decision.action is Action.UPDATE and decision.entry_id is not None:
-            self._update(session, source_id, decision, now)
-            return Action.UPDATE, decision.entry_id
-        return decision.action, decision.entry_id
-
-    def _insert_entry(
-        self, session: Session, source_id: str, entry: Entry, now: datetime
-    ) -> int | None:
-        values = entry_values(entry)
-        stmt = (
-            self._insert(EntryRow)
-            .values(
-                uid=entry_uid(source_id, entry.key),
-                primary_source_id=source_id,
-                first_seen_at=now,
-                updated_at=entry.updated_at or entry.published_at or now,
-                sort_at=entry.published_at or now,
-                **values,
-            )
-            .on_conflict_do_nothing(index_elements=["uid"])
-            .returning(EntryRow.id)
-        )
-        return session.execute(stmt).scalar()
-
-    def _insert_item(
-        self,
-        session: Session,
-        source_id: str,
-        entry: Entry,
-        entry_id: int,
-        *,
-        primary: bool,
-        now: datetime,
-    ) -> bool:
-        stmt = (
-            self._insert(ItemRow)
-            .values(
-                source_id=source_id,
-                key=entry.key,
-                entry_id=entry_id,
-                is_primary=primary,
-                guid=entry.guid,
-                link=entry.link,
-                content_hash=entry.content_hash,
-                first_seen_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["source_id", "key"])
-            .returning(ItemRow.id)
-        )
-        return session.execute(stmt).scalar() is not None
-
-    def _update(self, session: Session, source_id: str, decision: Decision, now: datetime) -> None:
-        entry = decision.entry
-        session.execute(
-            update(ItemRow)
-            .where(ItemRow.source_id == source_id, ItemRow.key == entry.key)
-            .values(content_hash=entry.content_hash, updated_at=now, link=entry.link)
-        )
-        if not decision.primary:
-            return
-        row = session.get(EntryRow, decision.entry_id)
-        if row is None:
-            return
-        for name, value in entry_values(entry).items():
-            setattr(row, name, value)
-        newer = entry.updated_at if entry.updated_at and entry.updated_at > row.updated_at else None
-        row.updated_at = newer or now
-        if entry.published_at is not None:
-            row.sort_at = entry.published_at
+        with self._conn() as conn:
+            result = apply_decisions(conn, source_id, decisions, record.at)
+            record_feed(conn, record)
+        return result
 
     # -- reading for outputs ----------------------------------------------------------------------
 

@@ -1,0 +1,95 @@
+"""When to poll a source next: pure functions of the poll's outcome and the config. No clock."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .config import PollConfig, SourceConfig
+from .types import FeedHints
+
+MAX_BACKOFF_SHIFT = 6  # 2**6: at most 64 times the interval (then the ceiling applies)
+MAX_RETRY_AFTER_S = 7 * 86400.0
+NO_HINTS = FeedHints()
+
+
+def _unit(key: str) -> float:
+    """A stable pseudo-random number in [0, 1) for ``key`` (jitter without an RNG)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+
+
+def _skip(at: datetime, hours: Sequence[int], days: Sequence[int]) -> datetime:
+    """Move ``at`` to the first hour not in RSS skipHours/skipDays (both in GMT)."""
+    if not hours and not days:
+        return at
+    candidate = at
+    for _ in range(24 * 8):
+        if candidate.hour not in hours and candidate.weekday() not in days:
+            return candidate
+        candidate = candidate.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return at  # every hour of every day skipped: the feed is misconfigured; ignore the hint
+
+
+def next_check(
+    now: datetime,
+    interval_s: float,
+    *,
+    key: str,
+    floor_s: float,
+    ceiling_s: float,
+    jitter: float = 0.0,
+    failures: int = 0,
+    max_age_s: float | None = None,
+    ttl_s: float | None = None,
+    retry_after_s: float | None = None,
+    skip_hours: Sequence[int] = (),
+    skip_days: Sequence[int] = (),
+) -> datetime:
+    """When to poll a source next. Pure: the same inputs give the same answer.
+
+    The wait is the largest of the interval, the server's freshness and the feed's TTL, doubled
+    per consecutive failure, kept within [floor, ceiling], spread by up to ``jitter`` of itself
+    (stable per ``key``) so sources sharing a host drift apart; a Retry-After is always honoured
+    (up to a week), and RSS skipHours/skipDays push it out of the skipped hours.
+    """
+    wait = max(interval_s, max_age_s or 0.0, ttl_s or 0.0)
+    wait *= 1 << min(failures, MAX_BACKOFF_SHIFT)
+    wait = min(max(wait, floor_s), ceiling_s)
+    wait += wait * jitter * _unit(key)
+    if retry_after_s:
+        wait = max(wait, min(retry_after_s, MAX_RETRY_AFTER_S))
+    return _skip(now + timedelta(seconds=wait), skip_hours, skip_days)
+
+
+@dataclass(frozen=True, slots=True)
+class Planner:
+    """``next_check`` with the ``[poll]`` settings of one tick at ``now``."""
+
+    poll: PollConfig
+    now: datetime
+
+    def next_for(
+        self,
+        source: SourceConfig,
+        *,
+        failures: int = 0,
+        max_age_s: float | None = None,
+        retry_after_s: float | None = None,
+        hints: FeedHints = NO_HINTS,
+    ) -> datetime:
+        return next_check(
+            self.now,
+            source.interval_s or self.poll.interval_s,
+            key=f"{source.id}@{self.now.isoformat()}",
+            floor_s=self.poll.min_interval_s,
+            ceiling_s=self.poll.max_interval_s,
+            jitter=self.poll.jitter,
+            failures=failures,
+            max_age_s=max_age_s,
+            ttl_s=hints.ttl_s,
+            retry_after_s=retry_after_s,
+            skip_hours=hints.skip_hours,
+            skip_days=hints.skip_days,
+        )

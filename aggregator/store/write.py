@@ -1,0 +1,313 @@
+"""Batched writes of one poll's verdicts and of poll bookkeeping, on a Core connection.
+
+Each statement is built once and run with executemany ("insertmanyvalues" batches the rows,
+RETURNING included): cost grows with the entries that changed, not with the stored history.
+Conflicting inserts are skipped by the database (ON CONFLICT DO NOTHING), so concurrent
+writers never create duplicates; what did not insert is reported as a duplicate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, and_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..types import Action, Decision, Entry, PollRecord, StoreResult
+from .convert import dumps, entry_values
+from .models import DecisionRow, EntryRow, ItemRow, SourceRow
+
+UID_NAMESPACE = uuid.UUID("6f1d3c1e-6a52-4c1b-9a8e-5b0d2f7a9c11")
+ENTRIES = cast(Table, EntryRow.__table__)
+ITEMS = cast(Table, ItemRow.__table__)
+SOURCES = cast(Table, SourceRow.__table__)
+DECISIONS = cast(Table, DecisionRow.__table__)
+
+
+def entry_uid(source_id: str, key: str) -> str:
+    """The stable public id of the entry first seen as ``key`` in ``source_id``."""
+    return "urn:uuid:" + str(uuid.uuid5(UID_NAMESPACE, f"{source_id}\x00{key}"))
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _item_row(
+    source_id: str, entry: Entry, entry_id: int, primary: bool, now: datetime
+) -> dict[str, Any]:
+    return {
+        "source_id": source_id,
+        "key": entry.key,
+        "entry_id": entry_id,
+        "is_primary": primary,
+        "guid": entry.guid,
+        "link": entry.link,
+        "content_hash": entry.content_hash,
+        "first_seen_at": now,
+        "updated_at": now,
+    }
+
+
+def _insert_entries(
+    conn: Connection, source_id: str, decisions: Sequence[Decision], now: datetime
+) -> dict[str, int]:
+    """Insert NEW entries; return key -> entry id for those that were inserted."""
+    if not decisions:
+        return {}
+    uids = {entry_uid(source_id, d.entry.key): d.entry.key for d in decisions}
+    rows = [
+        {
+            **entry_values(d.entry),
+            "uid": entry_uid(source_id, d.entry.key),
+            "primary_source_id": source_id,
+            "first_seen_at": now,
+            "updated_at": d.entry.updated_at or d.entry.published_at or now,
+            "sort_at": d.entry.published_at or now,
+        }
+        for d in decisions
+    ]
+    stmt = (
+        _insert(conn, ENTRIES)
+        .on_conflict_do_nothing(index_elements=["uid"])
+        .returning(ENTRIES.c.id, ENTRIES.c.uid)
+    )
+    return {uids[uid]: entry_id for entry_id, uid in conn.execute(stmt, rows)}
+
+
+def _insert_items(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert provenance items; return the keys that were inserted (others already existed)."""
+    if not rows:
+        return set()
+    stmt = (
+        _insert(conn, ITEMS)
+        .on_conflict_do_nothing(index_elements=["source_id", "key"])
+        .returning(ITEMS.c.key)
+    )
+    return {key for (key,) in conn.execute(stmt, rows)}
+
+
+def _update_items(
+    conn: Connection, source_id: str, updates: Sequence[Decision], now: datetime
+) -> None:
+    if not updates:
+        return
+    stmt = (
+        update(ITEMS)
+        .where(and_(ITEMS.c.source_id == bindparam("b_source"), ITEMS.c.key == bindparam("b_key")))
+        .values(content_hash=bindparam("b_hash"), link=bindparam("b_link"), updated_at=now)
+    )
+    conn.execute(
+        stmt,
+        [
+            {
+                "b_source": source_id,
+                "b_key": d.entry.key,
+                "b_hash": d.entry.content_hash,
+                "b_link": d.entry.link,
+            }
+            for d in updates
+        ],
+    )
+
+
+def _update_entries(conn: Connection, updates: Sequence[Decision], now: datetime) -> None:
+    """Primary items changed: their merged entries take the new content; ``updated`` bumps."""
+    primary = [d for d in updates if d.primary and d.entry_id is not None]
+    if not primary:
+        return
+    ids = [d.entry_id for d in primary]
+    stmt = select(ENTRIES.c.id, ENTRIES.c.updated_at, ENTRIES.c.sort_at).where(
+        ENTRIES.c.id.in_(ids)
+    )
+    current = {row_id: (updated, sort) for row_id, updated, sort in conn.execute(stmt)}
+    rows = []
+    for d in primary:
+        assert d.entry_id is not None
+        if d.entry_id not in current:
+            continue
+        stored_updated, stored_sort = current[d.entry_id]
+        feed_updated = d.entry.updated_at
+        newer = feed_updated if feed_updated and feed_updated > stored_updated else None
+        rows.append(
+            {
+                **{f"b_{k}": v for k, v in entry_values(d.entry).items()},
+                "b_id": d.entry_id,
+                "b_updated_at": newer or now,
+                "b_sort_at": d.entry.published_at or stored_sort,
+            }
+        )
+    if rows:
+        names = [k.removeprefix("b_") for k in rows[0] if k != "b_id"]
+        change = (
+            update(ENTRIES)
+            .where(ENTRIES.c.id == bindparam("b_id"))
+            .values({name: bindparam(f"b_{name}") for name in names})
+        )
+        conn.execute(change, rows)
+
+
+def apply_decisions(
+    conn: Connection, source_id: str, decisions: Sequence[Decision], now: datetime
+) -> StoreResult:
+    """Write one poll's verdicts: new entries, merges, updates, and the decisions log."""
+    by_action: dict[Action, list[Decision]] = {action: [] for action in Action}
+    for decision in decisions:
+        by_action[decision.action].append(decision)
+    created = _insert_entries(conn, source_id, by_action[Action.NEW], now)
+    items = [
+        _item_row(source_id, d.entry, created[d.entry.key], True, now)
+        for d in by_action[Action.NEW]
+        if d.entry.key in created
+    ]
+    items += [
+        _item_row(source_id, d.entry, d.entry_id, False, now)
+        for d in by_action[Action.MERGE]
+        if d.entry_id is not None
+    ]
+    inserted = _insert_items(conn, items)
+    _update_items(conn, source_id, by_action[Action.UPDATE], now)
+    _update_entries(conn, by_action[Action.UPDATE], now)
+    log, counts = _outcomes(source_id, decisions, created, inserted, now)
+    if log:
+        conn.execute(DECISIONS.insert(), log)
+    return counts
+
+
+def _outcomes(
+    source_id: str,
+    decisions: Sequence[Decision],
+    created: dict[str, int],
+    inserted: set[str],
+    now: datetime,
+) -> tuple[list[dict[str, Any]], StoreResult]:
+    """What actually happened to each decision (a lost insert race is a duplicate)."""
+    log: list[dict[str, Any]] = []
+    counts = {action: 0 for action in Action}
+    for d in decisions:
+        action, entry_id = d.action, d.entry_id
+        if action is Action.NEW:
+            entry_id = created.get(d.entry.key)
+            if entry_id is None or d.entry.key not in inserted:
+                action = Action.DUPLICATE
+        elif action is Action.MERGE and d.entry.key not in inserted:
+            action = Action.DUPLICATE
+        counts[action] += 1
+        if action is not Action.UNCHANGED:
+            log.append(
+                {
+                    "at": now,
+                    "source_id": source_id,
+                    "key": d.entry.key,
+                    "entry_id": entry_id,
+                    "action": action.value,
+                    "reason": d.reason,
+                }
+            )
+    result = StoreResult(
+        new=counts[Action.NEW],
+        updated=counts[Action.UPDATE],
+        duplicate=counts[Action.MERGE] + counts[Action.DUPLICATE],
+        unchanged=counts[Action.UNCHANGED],
+    )
+    return log, result
+
+
+# -- poll bookkeeping -----------------------------------------------------------------------------
+
+
+def _ok_values(r: PollRecord) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "b_id": r.source_id,
+        "b_status": r.status,
+        "b_http_status": r.http_status,
+        "b_at": r.at,
+        "b_next": r.next_check_at,
+        "b_etag": r.etag,
+        "b_last_modified": r.last_modified,
+        "b_body_hash": r.body_hash,
+        "b_url": r.permanent_url,
+    }
+    return values
+
+
+_OK_COLUMNS = {
+    "status": "b_status",
+    "http_status": "b_http_status",
+    "last_poll_at": "b_at",
+    "last_ok_at": "b_at",
+    "next_check_at": "b_next",
+    "etag": "b_etag",
+    "last_modified": "b_last_modified",
+}
+
+
+def record_polls(conn: Connection, records: Sequence[PollRecord]) -> None:
+    """Write the bookkeeping of polls that stored no entries (304s, unchanged bodies, failures)."""
+    ok = [r for r in records if r.status in ("ok", "not_modified")]
+    failed = [r for r in records if r.status not in ("ok", "not_modified")]
+    if ok:
+        _write_ok(conn, ok)
+    if failed:
+        stmt = (
+            update(SOURCES)
+            .where(SOURCES.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                http_status=bindparam("b_http_status"),
+                last_poll_at=bindparam("b_at"),
+                next_check_at=bindparam("b_next"),
+                last_error=bindparam("b_error"),
+                failures=SOURCES.c.failures + 1,
+            )
+        )
+        conn.execute(
+            stmt,
+            [
+                {
+                    "b_id": r.source_id,
+                    "b_status": r.status,
+                    "b_http_status": r.http_status,
+                    "b_at": r.at,
+                    "b_next": r.next_check_at,
+                    "b_error": r.error,
+                }
+                for r in failed
+            ],
+        )
+
+
+def _write_ok(conn: Connection, records: Sequence[PollRecord]) -> None:
+    values: dict[str, Any] = {column: bindparam(param) for column, param in _OK_COLUMNS.items()}
+    # A 304 carries no body: keep the hash of the last one.
+    values["body_hash"] = func.coalesce(bindparam("b_body_hash"), SOURCES.c.body_hash)
+    base = update(SOURCES).where(SOURCES.c.id == bindparam("b_id"))
+    plain = [r for r in records if not r.permanent_url]
+    moved = [r for r in records if r.permanent_url]
+    common = {"failures": 0, "last_error": None}
+    if plain:
+        conn.execute(base.values(**values, **common), [_ok_values(r) for r in plain])
+    if moved:
+        conn.execute(
+            base.values(**values, **common, url=bindparam("b_url")), [_ok_values(r) for r in moved]
+        )
+
+
+def record_feed(conn: Connection, record: PollRecord) -> None:
+    """A poll that parsed the feed: bookkeeping plus the feed's title, link and hints."""
+    _write_ok(conn, [record])
+    conn.execute(
+        update(SOURCES)
+        .where(SOURCES.c.id == record.source_id)
+        .values(
+            feed_title=record.feed_title,
+            feed_link=record.feed_link,
+            ttl_s=record.hints.ttl_s,
+            skip_hours=dumps(record.hints.skip_hours),
+            skip_days=dumps(record.hints.skip_days),
+        )
+    )
