@@ -233,7 +233,8 @@ class Scheduler:
 
     def _tick(self, config: Config, now: datetime, force: bool) -> TickReport:
         enabled = {s.id: s for s in config.enabled_sources}
-        ids = tuple(enabled) if force else self.store.due_sources(now, among=list(enabled))
+        due = set(enabled) if force else set(self.store.due_sources(now, among=list(enabled)))
+        ids = tuple(i for i in enabled if i in due)  # config order
         states = self.store.poll_states(ids)
         if self.offline:  # no hosts to spare; and fixture runs stay in config order (goldens)
             order = [enabled[i] for i in ids]
