@@ -6,4 +6,5 @@ import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # parse workers re-import the main module: never re-run the CLI
+    sys.exit(main())

@@ -195,6 +195,14 @@ class Scheduler:
             self._loop = _Loop(None if self.offline else self._make_client)
         return self._loop
 
+    def workers_broken(self) -> None:
+        """The worker processes died (killed, or cannot start): parse inline from now on."""
+        if self._pool is not None:
+            log.error("parse workers died: parsing inline from now on (see earlier errors)")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
+        self.parse_workers = 1
+
     def _workers(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # forkserver: never fork a process that runs threads (loop, server, APScheduler).
@@ -398,8 +406,8 @@ class _TickRun:
         except SourceError as exc:
             return self.ingest.failed(source, exc, state, seconds, http_status=fetched.status)
         except BrokenProcessPool:
-            log.exception("the parse workers died: restarting them; parsing %s inline", source.id)
-            self.scheduler._pool = None
+            self.scheduler.workers_broken()
+            self.pool_ok = False
             return self.ingest.ingest(source, fetched, state, seconds)
         except Exception as exc:  # a parser bug on one document fails that source alone
             log.exception("parsing %s crashed", source.id)

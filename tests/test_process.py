@@ -293,21 +293,14 @@ def test_text_keeps_inline_punctuation_and_separates_blocks() -> None:
     assert html_to_text("Tom &amp; Jerry") == "Tom & Jerry"
 
 
-def test_clean_fast_path_matches_the_soup_path() -> None:
-    """Entries with nothing for bs4 to fix skip it; the result is what the full pass gives."""
-    from aggregator.process.html import needs_soup
-
-    plain = '<p>Hello <a href="https://e.com/x?id=1">link</a> <img src="https://e.com/i.png"></p>'
-    assert not needs_soup(plain)
-    for html in (
-        '<img data-src="/a.png">',
-        '<a href="/rel">x</a>',
-        "<a href='https://e.com/?utm_source=x'>x</a>",
-        '<a href="https://e.com/?a=1&amp;fbclid=2">x</a>',
-        '<img srcset="a.png 1x">',
-    ):
-        assert needs_soup(html), html
-    assert clean_html(plain, base=None) == (
-        '<p>Hello <a href="https://e.com/x?id=1" rel="noopener noreferrer">link</a> '
-        '<img src="https://e.com/i.png" referrerpolicy="no-referrer"></p>'
+def test_urls_are_rewritten_by_the_sanitiser_in_one_pass() -> None:
+    html = (
+        '<p>Hello <a href="x?id=1&amp;utm_source=rss">link</a> '
+        '<img src="/i.png" srcset="/a.png 1x, b.png 2x" alt="alt"></p>'
+    )
+    assert clean_html(html, base="https://e.com/blog/post") == (
+        '<p>Hello <a href="https://e.com/blog/x?id=1" rel="noopener noreferrer">link</a> '
+        '<img src="https://e.com/i.png" '
+        'srcset="https://e.com/a.png 1x, https://e.com/blog/b.png 2x"'
+        ' alt="alt" referrerpolicy="no-referrer"></p>'
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import partial
 from html import unescape
 
 import nh3
@@ -16,8 +17,6 @@ from .links import absolutise, strip_tracking
 
 # Attributes lazy-loading scripts use for the real image URL, in order of preference.
 LAZY_SRC_ATTRS = ("data-src", "data-original", "data-lazy-src", "_src", "data-actualsrc")
-_URL_ATTRS = {"a": ("href",), "img": ("src",), "video": ("src", "poster"), "audio": ("src",),
-              "source": ("src",), "q": ("cite",), "blockquote": ("cite",)}  # fmt: skip
 _PLACEHOLDER = re.compile(
     r"^(data:|about:blank|javascript:)|(blank|spacer|placeholder|pixel)\.(gif|png)", re.I
 )
@@ -56,18 +55,17 @@ def _fix_images(soup: BeautifulSoup) -> None:
                 del img[attr]
 
 
-def _fix_urls(soup: BeautifulSoup, base: str | None) -> None:
-    for tag_name, attrs in _URL_ATTRS.items():
-        for tag in soup.find_all(tag_name):
-            for attr in attrs:
-                value = tag.get(attr)
-                if isinstance(value, str):
-                    url = absolutise(value, base)
-                    tag[attr] = strip_tracking(url) if url else ""
-    for tag in soup.find_all(["img", "source"]):
-        srcset = tag.get("srcset")
-        if isinstance(srcset, str):
-            tag["srcset"] = _absolutise_srcset(srcset, base)
+_URL_ATTR_NAMES = frozenset({"href", "src", "poster", "cite"})
+
+
+def _filter_attribute(base: str | None, tag: str, attr: str, value: str) -> str | None:
+    """Called by the sanitiser for each allowed attribute: URLs made absolute, trackers cut."""
+    if attr in _URL_ATTR_NAMES:
+        url = absolutise(value, base)
+        return strip_tracking(url) if url else None
+    if attr == "srcset":
+        return _absolutise_srcset(value, base)
+    return value
 
 
 def _absolutise_srcset(srcset: str, base: str | None) -> str:
@@ -80,36 +78,31 @@ def _absolutise_srcset(srcset: str, base: str | None) -> str:
     return ", ".join(out)
 
 
-# What only the bs4 pass can fix: lazy images, srcset, relative URLs, tracking parameters.
-# Most entries have none of these, and then the sanitiser alone (Rust) does all the work.
-_NEEDS_SOUP = re.compile(
-    r"\b(?:data-src|data-original|data-lazy-src|_src|data-actualsrc|srcset)\s*="
-    r"|\b(?:href|src|poster|cite)\s*=\s*(?![\"']?\s*(?:https?:|mailto:|data:|#))"
-    r"|[?&;](?:utm_|pk_|mtm_|hsa_|itm_|fbclid|gclid|dclid|gbraid|wbraid|msclkid|yclid|igshid"
-    r"|mc_cid|mc_eid|_hsenc|_hsmi|mkt_tok|oly_|vero_|wickedid|twclid|ttclid|srsltid|__s="
-    r"|_openstat|ncid|sr_share|spm|rb_clickid)",
-    re.IGNORECASE,
-)
-
-
-def needs_soup(html: str) -> bool:
-    """True when ``html`` has something only the bs4 pass fixes (see ``_NEEDS_SOUP``)."""
-    return _NEEDS_SOUP.search(html) is not None
+# Lazy-loaded images are the one thing the sanitiser cannot fix (it would have to move one
+# attribute's value into another): bs4 does that, for the entries that have them.
+_LAZY = re.compile(r"\b(?:" + "|".join(LAZY_SRC_ATTRS) + r")\s*=", re.IGNORECASE)
+# Attributes that may need rewriting; without any, the filter callback is skipped entirely.
+_URLISH = re.compile(r"\b(?:href|src|poster|cite|srcset)\s*=", re.IGNORECASE)
 
 
 def clean_html(html: str | None, *, base: str | None) -> str:
-    """Return sanitised HTML: lazy images resolved, URLs absolute, trackers dropped, allowlisted."""
+    """Return sanitised HTML: lazy images resolved, URLs absolute, trackers dropped, allowlisted.
+
+    The nh3 (ammonia) allowlist does the sanitising and, through its attribute filter, the URL
+    rewriting in the same pass; bs4 only moves lazy-image sources into ``src``.
+    """
     if not html or not html.strip():
         return ""
-    if needs_soup(html):
+    if _LAZY.search(html):
         soup = BeautifulSoup(html, "html.parser")
         _fix_images(soup)
-        _fix_urls(soup, base)
         html = str(soup)
+    rewrite = partial(_filter_attribute, base) if _URLISH.search(html) else None
     return nh3.clean(
         html,
         tags=_TAGS,
         attributes=_ATTRIBUTES,
+        attribute_filter=rewrite,
         url_schemes=_SCHEMES,
         strip_comments=True,
         link_rel="noopener noreferrer",

@@ -32,6 +32,8 @@ def absolutise(url: str | None, base: str | None) -> str | None:
     url = url.strip()
     if not url:
         return None
+    if url.startswith(("https://", "http://")) and "/." not in url:
+        return url  # already absolute, nothing to resolve (the common case: skip urljoin)
     if base:
         try:
             return urljoin(base, url)
@@ -42,6 +44,8 @@ def absolutise(url: str | None, base: str | None) -> str | None:
 
 def strip_tracking(url: str) -> str:
     """Drop tracking query parameters (utm_* and friends), keeping everything else as it was."""
+    if "?" not in url:
+        return url
     try:
         parts = urlsplit(url)
     except ValueError:
