@@ -81,8 +81,6 @@ def _absolutise_srcset(srcset: str, base: str | None) -> str:
 # Lazy-loaded images are the one thing the sanitiser cannot fix (it would have to move one
 # attribute's value into another): bs4 does that, for the entries that have them.
 _LAZY = re.compile(r"\b(?:" + "|".join(LAZY_SRC_ATTRS) + r")\s*=", re.IGNORECASE)
-# Attributes that may need rewriting; without any, the filter callback is skipped entirely.
-_URLISH = re.compile(r"\b(?:href|src|poster|cite|srcset)\s*=", re.IGNORECASE)
 
 
 def clean_html(html: str | None, *, base: str | None) -> str:
@@ -93,16 +91,15 @@ def clean_html(html: str | None, *, base: str | None) -> str:
     """
     if not html or not html.strip():
         return ""
-    if _LAZY.search(html):
+    if ("data-" in html or "_src" in html) and _LAZY.search(html):
         soup = BeautifulSoup(html, "html.parser")
         _fix_images(soup)
         html = str(soup)
-    rewrite = partial(_filter_attribute, base) if _URLISH.search(html) else None
     return nh3.clean(
         html,
         tags=_TAGS,
         attributes=_ATTRIBUTES,
-        attribute_filter=rewrite,
+        attribute_filter=partial(_filter_attribute, base),
         url_schemes=_SCHEMES,
         strip_comments=True,
         link_rel="noopener noreferrer",

@@ -59,24 +59,24 @@ def _insert_entries(
     """Insert NEW entries; return key -> entry id for those that were inserted."""
     if not decisions:
         return {}
-    uids = {entry_uid(source_id, d.entry.key): d.entry.key for d in decisions}
+    uids = {entry_uid(source_id, d.entry.key): d for d in decisions}
     rows = [
         {
             **entry_values(d.entry),
-            "uid": entry_uid(source_id, d.entry.key),
+            "uid": uid,
             "primary_source_id": source_id,
             "first_seen_at": now,
             "updated_at": d.entry.updated_at or d.entry.published_at or now,
             "sort_at": d.entry.published_at or now,
         }
-        for d in decisions
+        for uid, d in uids.items()
     ]
     stmt = (
         _insert(conn, ENTRIES)
         .on_conflict_do_nothing(index_elements=["uid"])
         .returning(ENTRIES.c.id, ENTRIES.c.uid)
     )
-    return {uids[uid]: entry_id for entry_id, uid in conn.execute(stmt, rows)}
+    return {uids[uid].entry.key: entry_id for entry_id, uid in conn.execute(stmt, rows)}
 
 
 def _insert_items(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
@@ -299,15 +299,19 @@ def _write_ok(conn: Connection, records: Sequence[PollRecord]) -> None:
 
 def record_feed(conn: Connection, record: PollRecord) -> None:
     """A poll that parsed the feed: bookkeeping plus the feed's title, link and hints."""
-    _write_ok(conn, [record])
+    values: dict[str, Any] = {column: bindparam(param) for column, param in _OK_COLUMNS.items()}
+    values.update(
+        body_hash=func.coalesce(bindparam("b_body_hash"), SOURCES.c.body_hash),
+        failures=0,
+        last_error=None,
+        feed_title=record.feed_title,
+        feed_link=record.feed_link,
+        ttl_s=record.hints.ttl_s,
+        skip_hours=dumps(record.hints.skip_hours),
+        skip_days=dumps(record.hints.skip_days),
+    )
+    if record.permanent_url:
+        values["url"] = bindparam("b_url")
     conn.execute(
-        update(SOURCES)
-        .where(SOURCES.c.id == record.source_id)
-        .values(
-            feed_title=record.feed_title,
-            feed_link=record.feed_link,
-            ttl_s=record.hints.ttl_s,
-            skip_hours=dumps(record.hints.skip_hours),
-            skip_days=dumps(record.hints.skip_days),
-        )
+        update(SOURCES).where(SOURCES.c.id == bindparam("b_id")).values(values), _ok_values(record)
     )
