@@ -24,6 +24,7 @@ from .configcheck import (
     is_http_url,
     is_id,
     is_listen,
+    is_non_negative_int,
     is_pos_int,
     is_pos_num,
     is_storage_url,
@@ -59,6 +60,7 @@ class PollConfig:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 30.0
     max_bytes: int = 10 * 1024 * 1024
+    parse_workers: int = 0  # processes that parse large ticks; 0: one per core, 1: inline
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +150,7 @@ _POLL: dict[str, Check] = {
     "connect_timeout": is_duration,
     "read_timeout": is_duration,
     "max_bytes": is_pos_int,
+    "parse_workers": is_non_negative_int,
 }
 _SERVER: dict[str, Check] = {"listen": is_listen, "enabled": is_bool}
 _OUTPUT: dict[str, Check] = {
@@ -280,6 +283,7 @@ def _build_poll(raw: dict[str, Any], problems: Problems) -> PollConfig:
         connect_timeout_s=seconds.get("connect_timeout") or defaults.connect_timeout_s,
         read_timeout_s=seconds.get("read_timeout") or defaults.read_timeout_s,
         max_bytes=raw.get("max_bytes", defaults.max_bytes),
+        parse_workers=raw.get("parse_workers", defaults.parse_workers),
     )
     if not poll.min_interval_s <= poll.interval_s <= poll.max_interval_s:
         problems.add("poll.interval", "must satisfy min_interval <= interval <= max_interval")

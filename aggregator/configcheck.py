@@ -36,6 +36,11 @@ def is_pos_int(v: Any) -> str | None:
     return None if ok else "must be a positive integer"
 
 
+def is_non_negative_int(v: Any) -> str | None:
+    ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    return None if ok else "must be a whole number, 0 or more"
+
+
 def is_pos_num(v: Any) -> str | None:
     ok = isinstance(v, int | float) and not isinstance(v, bool) and v > 0
     return None if ok else "must be a positive number"

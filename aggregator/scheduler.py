@@ -442,6 +442,8 @@ def build_scheduler(
 ) -> Scheduler:
     """A scheduler that builds its own HTTP client from ``[poll]`` (none when offline)."""
     scheduler = Scheduler(config, store, metrics or Metrics(), offline=offline, transport=transport)
+    if config.poll.parse_workers:
+        scheduler.parse_workers = config.poll.parse_workers
     if clock is not None:
         scheduler.clock = clock
     return scheduler

@@ -216,3 +216,13 @@ def test_base_url_defaults_to_the_served_address(tmp_path: Path) -> None:
         path=tmp_path / "c.toml",
     )
     assert explicit.output.base_url == "https://feeds.example/x/"
+
+
+def test_parse_workers(tmp_path: Path) -> None:
+    assert parse_config({}, path=tmp_path / "c.toml").poll.parse_workers == 0
+    assert (
+        parse_config({"poll": {"parse_workers": 1}}, path=tmp_path / "c.toml").poll.parse_workers
+        == 1
+    )
+    with pytest.raises(ConfigError, match="poll.parse_workers: must be a whole number"):
+        parse_config({"poll": {"parse_workers": -1}}, path=tmp_path / "c.toml")
