@@ -224,5 +224,5 @@ def test_parse_workers(tmp_path: Path) -> None:
         parse_config({"poll": {"parse_workers": 1}}, path=tmp_path / "c.toml").poll.parse_workers
         == 1
     )
-    with pytest.raises(ConfigError, match="poll.parse_workers: must be a whole number"):
+    with pytest.raises(ConfigError, match=r"poll\.parse_workers: must be a whole number"):
         parse_config({"poll": {"parse_workers": -1}}, path=tmp_path / "c.toml")

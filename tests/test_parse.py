@@ -512,3 +512,12 @@ def test_post_field_variants() -> None:
 def test_posts_with_different_authors_have_no_feed_title() -> None:
     posts = [("a.md", _post("author: A")), ("b.md", _post("author: B"))]
     assert parse_posts(posts, source_id="dir").title is None
+
+
+def test_lone_surrogate_reference_is_a_parse_error_not_a_crash() -> None:
+    body = (
+        b"<rss version='2.0'><channel><title>t &#xD800;</title>"
+        b"<item><title>x</item></channel></rss>"
+    )
+    with pytest.raises(ParseError):
+        parse_document(body, source_id="s")
