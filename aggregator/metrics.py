@@ -35,10 +35,16 @@ class Metrics:
             "aggregator_last_tick_timestamp_seconds", "Unix time the last tick finished", registry=r
         )
         self.ticks = Counter("aggregator_ticks", "Scheduler ticks run", registry=r)
+        for status in ("ok", "not_modified", "failed", "gone"):  # every series from the start
+            self.polls.labels(status)
+        for action in ("new", "updated", "duplicate"):
+            self.entries.labels(action)
 
     def observe_poll(self, outcome: PollOutcome) -> None:
         self.polls.labels(outcome.status).inc()
-        self.entries.labels("new").inc(outcome.result.new)
-        self.entries.labels("updated").inc(outcome.result.updated)
-        self.entries.labels("duplicate").inc(outcome.result.duplicate)
+        result = outcome.result
+        for action, count in (("new", result.new), ("updated", result.updated),
+                              ("duplicate", result.duplicate)):  # fmt: skip
+            if count:
+                self.entries.labels(action).inc(count)
         self.fetch_seconds.observe(outcome.duration_s)

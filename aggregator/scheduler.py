@@ -282,32 +282,29 @@ class Scheduler:
         )
         todo = deque(order)
 
-        async def one(source: SourceConfig) -> None:
+        async def one(source: SourceConfig) -> Fetched | SourceError:
             state = states.get(source.id)
             async with hosts[_host(source, state)]:
-                started = time.perf_counter()
                 try:
-                    got: Fetched | SourceError = await fetch_source(
+                    return await fetch_source(
                         source, state, offline=self.offline, client=client, limits=limits
                     )
                 except SourceError as exc:
-                    got = exc
+                    return exc
                 except Exception as exc:  # a bug: fail this source alone, keep the traceback
                     log.exception("fetch of %s crashed", source.id)
-                    got = FetchError(source.id, f"internal error: {exc!r}")
-                put(("fetched", source, got, time.perf_counter() - started))
+                    return FetchError(source.id, f"internal error: {exc!r}")
 
         async def worker() -> None:
             while todo and not self.stopping:
                 source = todo.popleft()
-                task = asyncio.ensure_future(one(source))
+                started = time.perf_counter()
                 try:
-                    await asyncio.shield(task)
-                except asyncio.CancelledError:
-                    if not task.done():  # a finished task has put its result already
-                        task.cancel()
-                        put(("abandoned", source, None, 0.0))
+                    got = await one(source)
+                except asyncio.CancelledError:  # stopping, and the drain time is over
+                    put(("abandoned", source, None, 0.0))
                     raise
+                put(("fetched", source, got, time.perf_counter() - started))
 
         workers = [
             asyncio.ensure_future(worker())
@@ -329,7 +326,7 @@ class Scheduler:
                 return
 
     def failing_sources(self) -> int:
-        return sum(1 for s in self.store.source_states() if s.status in ("failed", "gone"))
+        return self.store.count_failing()
 
 
 class _TickRun:

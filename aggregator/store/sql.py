@@ -31,7 +31,7 @@ from ..types import (
 )
 from .convert import to_state, to_stored
 from .models import DecisionRow, EntryRow, ItemRow, SourceRow
-from .write import ENTRIES, ITEMS, apply_decisions, record_feed, record_polls
+from .write import ENTRIES, ITEMS, SOURCES, apply_decisions, record_feed, record_polls
 
 if TYPE_CHECKING:
     from . import SourceLike
@@ -118,6 +118,16 @@ class SqlStore:
             counts = {source_id: count for source_id, count in session.execute(stmt)}
             rows = session.scalars(select(SourceRow).order_by(SourceRow.id))
             return tuple(to_state(row, counts.get(row.id, 0)) for row in rows)
+
+    def count_failing(self) -> int:
+        """Sources whose last poll failed (or that are gone)."""
+        with self._conn() as conn:
+            stmt = (
+                select(func.count())
+                .select_from(SOURCES)
+                .where(SOURCES.c.status.in_(("failed", "gone")))
+            )
+            return int(conn.execute(stmt).scalar() or 0)
 
     def poll_states(self, source_ids: Sequence[str]) -> dict[str, SourceState]:
         """States of many sources in one query, without entry counts (for the tick)."""
