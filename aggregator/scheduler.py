@@ -254,9 +254,16 @@ class Scheduler:
         pool_ok = self._pool is not None or len(order) >= POOL_MIN_SOURCES
         run = _TickRun(self, config, ingest, states, pool_ok=pool_ok)
         if order:
-            self._event_loop().loop.call_soon_threadsafe(
+            loop = self._event_loop().loop
+            # Backpressure: at most this many fetched documents wait to be stored, so a fast
+            # network cannot pile every body of a large tick up in memory ahead of the parsers.
+            pending = asyncio.Semaphore(
+                max(2 * config.poll.max_concurrency, 4 * self.parse_workers)
+            )
+            run.release = lambda: loop.call_soon_threadsafe(pending.release)
+            loop.call_soon_threadsafe(
                 lambda: asyncio.ensure_future(
-                    self._fetch_all(config, order, states, run.results.put)
+                    self._fetch_all(config, order, states, run.results.put, pending)
                 )
             )
             run.consume(order, ordered=self.offline)
@@ -272,8 +279,12 @@ class Scheduler:
         order: Sequence[SourceConfig],
         states: dict[str, SourceState],
         put: Callable[[Result], None],
+        pending: asyncio.Semaphore,
     ) -> None:
-        """Fetch every source with at most ``max_concurrency`` workers and ``per_host`` per host."""
+        """Fetch every source with at most ``max_concurrency`` workers and ``per_host`` per host.
+
+        Each fetch takes a ``pending`` slot, given back once its result is stored.
+        """
         loop = self._event_loop()
         client = await loop.get_client()
         limits = FetchLimits(config.poll.max_bytes, config.poll.timeout_s)
@@ -297,6 +308,10 @@ class Scheduler:
 
         async def worker() -> None:
             while todo and not self.stopping:
+                await pending.acquire()
+                if not todo or self.stopping:
+                    pending.release()
+                    break
                 source = todo.popleft()
                 started = time.perf_counter()
                 try:
@@ -349,6 +364,7 @@ class _TickRun:
         self.abandoned = 0
         self.unrendered = False
         self.last_render = time.monotonic()
+        self.release: Callable[[], object] = lambda: None  # frees a fetch slot (backpressure)
 
     def consume(self, order: Sequence[SourceConfig], *, ordered: bool) -> None:
         """Handle results until every source has an outcome (or was abandoned).
@@ -374,10 +390,13 @@ class _TickRun:
 
     def _handle(self, item: Result) -> None:
         kind, source, payload, seconds = item
-        if kind == "abandoned":
-            self.abandoned += 1
-            return
-        self._finish(self._outcome(kind, source, payload, seconds))
+        try:
+            if kind == "abandoned":
+                self.abandoned += 1
+                return
+            self._finish(self._outcome(kind, source, payload, seconds))
+        finally:
+            self.release()
 
     def _parse_elsewhere(self, source: SourceConfig, got: Any, seconds: float) -> bool:
         """Send a body to the worker processes; its result comes back through the queue."""

@@ -470,3 +470,31 @@ def test_large_ticks_parse_in_worker_processes(
     failed = [o for o in report.outcomes if not o.ok]
     assert [o.source_id for o in failed] == ["f7"] and "f7:" in (failed[0].error or "")
     assert sum(o.result.new for o in report.outcomes) == 2 * (len(sources) - 1)
+
+
+@pytest.mark.slow
+def test_fetching_waits_for_storing_backpressure(
+    tmp_path: Path, server: FeedServer, scheduler_for: Build, store: SqlStore
+) -> None:
+    server.routes = {
+        f"/b{i}": Route(body=rss(f"B{i}", [(f"b{i}", f"story {i}")])) for i in range(30)
+    }
+    sched = scheduler_for(
+        make_config(tmp_path, server, [f"/b{i}" for i in range(30)], max_concurrency=1)
+    )
+    sched.parse_workers = 1  # pending slots: max(2 * 1, 4 * 1) = 4
+    seen_at_apply: list[int] = []
+    real_apply = store.apply
+
+    def apply(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not seen_at_apply:  # a slow first store: would the fetches run ahead meanwhile?
+            with server._cond:
+                server._cond.wait_for(lambda: len(server.requests) >= 12, timeout=1.0)
+        seen_at_apply.append(len(server.requests))
+        return real_apply(*args, **kwargs)
+
+    store.apply = apply  # type: ignore[method-assign]
+    report = sched.tick()
+    assert len(report.outcomes) == 30
+    # Each document is fetched only when fewer than 4 others wait to be stored.
+    assert all(seen <= stored + 4 for stored, seen in enumerate(seen_at_apply))
