@@ -14,6 +14,7 @@ Each function runs in a fresh worker process against a reset server world:
 from __future__ import annotations
 
 import json
+import logging
 import resource
 import sys
 import time
@@ -105,8 +106,22 @@ class Ours:
         self.clock[0] += STEP
 
 
+class _Errors(logging.Handler):
+    """Collects ERROR records: e.g. parse workers that died make a tick degrade silently."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"{record.name}: {record.getMessage()}")
+
+
 @contextmanager
 def aggregator(workdir: Path, port: int, n: int) -> Iterator[Ours]:
+    """Ours on a fake clock; fails the measurement if the aggregator logged an ERROR."""
+    errors = _Errors()
+    logging.getLogger("aggregator").addHandler(errors)
     config = parse_config(raw_config(workdir, port, n), path=workdir / "bench.toml")
     store = open_store(config.storage.url)
     clock = [START_AT]
@@ -117,6 +132,10 @@ def aggregator(workdir: Path, port: int, n: int) -> Iterator[Ours]:
     finally:
         sched.close()
         store.close()
+    _expect(
+        not errors.messages,
+        f"aggregator logged {len(errors.messages)} errors: {errors.messages[:1]}",
+    )
 
 
 def summarise(report: Any) -> dict[str, Any]:
@@ -241,8 +260,11 @@ def ours_once(*, port: int, n: int, entries: int, workdir: Path) -> dict[str, ob
         sampled_cpu, peak_mb = watch_tree(proc)
         wall = time.perf_counter() - t0
     cpu = max(sampled_cpu, _ended_children_cpu_s() - before)
-    tail = (workdir / "once.log").read_text(errors="replace").strip().splitlines()[-1:]
+    lines = (workdir / "once.log").read_text(errors="replace").strip().splitlines()
+    tail = lines[-1:]
     _expect(proc.returncode == 0, f"aggregator once exited {proc.returncode}: {tail}")
+    errors = [line for line in lines if " ERROR " in line]
+    _expect(not errors, f"aggregator once logged {len(errors)} errors: {errors[:1]}")
     return {
         "once": {
             "wall_s": wall,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -123,8 +124,8 @@ def render_table(summary: dict[str, dict[str, Any]], results: dict[str, Any]) ->
 
 def long_table(results: dict[str, Any]) -> str:
     lines = [
-        "| N | ticks | RSS after tick 1 MB | tick 5 MB | last tick MB | growth 5→last "
-        "| peak RSS MB | median tick s |",
+        "| N | ticks | main RSS after tick 1 MB | tick 5 MB | last tick MB | growth 5→last "
+        "| peak RSS MB (with workers) | median tick s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for n, measured in results.items():
@@ -167,11 +168,14 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     summary = summarise(results)
     parts = [
         "# Benchmark results\n",
+        f"Aggregator measured: {meta.get('aggregator', 'working tree')}.\n",
+        *[f"Note: {note}\n" for note in meta.get("notes", [])],
         f"Command: `{meta['command']}`; {meta['cores']} cores; {meta['entries']} entries per feed "
         f"of ~{meta['entry_bytes']} bytes of HTML; reps {meta['reps']} "
-        f"(ours and reader at N ≥ {meta['large_from']}: {meta['large_reps']}); "
-        f"took {meta['elapsed_s'] / 60:.1f} min. Times are wall seconds; '× floor' and "
-        "'× reader' are ours / theirs (median wall): below 1 is faster.\n",
+        f"(at N ≥ {meta['large_from']:,}: {meta['large_reps']}); skipped: "
+        f"{', '.join(meta.get('skip') or ['nothing'])}; took {meta['elapsed_s'] / 60:.1f} min. "
+        "Times are wall seconds; '× floor' and '× reader' are ours / theirs (median wall): "
+        "below 1 is faster. The 'reps' column gives the repetitions behind each number.\n",
         "## Headline\n",
         headline(summary),
         "\n## Targets\n",
@@ -200,3 +204,15 @@ def write_all(results: dict[str, Any], meta: dict[str, Any], out: Path) -> str:
     (out / "results.md").write_text(markdown(results, meta), encoding="utf-8")
     plot(summary, results, out / "bench.png")
     return "\n".join([headline(summary), "", target_rows(summary, results)])
+
+
+def main() -> None:
+    """Rewrite results.md and bench.png from a results.json: ``python bench/report.py [PATH]``."""
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results"
+    path = path / "results.json" if path.is_dir() else path
+    data = json.loads(path.read_text(encoding="utf-8"))
+    print(write_all(data["raw"], data["meta"], path.parent))
+
+
+if __name__ == "__main__":
+    main()

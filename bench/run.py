@@ -13,11 +13,13 @@ and prints the headline table. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
-import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import traceback
@@ -27,7 +29,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 MARK = "RESULT "
 
@@ -50,6 +55,12 @@ def worker(spec: dict[str, Any]) -> dict[str, object]:
         return peer_update(**common, workdir=workdir)
     import ours
 
+    if spec.get("pythonpath"):
+        import aggregator
+
+        where = Path(aggregator.__file__).resolve()
+        if not where.is_relative_to(Path(spec["pythonpath"]).resolve()):
+            raise RuntimeError(f"aggregator imported from {where}, not the snapshot")
     scenarios: dict[str, Callable[..., dict[str, object]]] = {
         "ours_main": ours.ours_main,
         "ours_once": ours.ours_once,
@@ -90,43 +101,96 @@ def reset_world(port: int) -> None:
         resp.read()
 
 
+def _git(*args: str) -> str:
+    """A read-only git command in the repository."""
+    done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, check=True)
+    return done.stdout.decode()
+
+
+def snapshot(rev: str, into: Path) -> str:
+    """Extract ``aggregator/`` as of ``rev`` into ``into`` (read-only: ``git archive``)."""
+    blob = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "aggregator"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        tar.extractall(into, filter="data")
+    return f"commit {_git('rev-parse', '--short', rev).strip()} ({rev}), extracted"
+
+
+def describe_tree() -> str:
+    head = _git("rev-parse", "--short", "HEAD").strip()
+    dirty = _git("status", "--porcelain", "--", "aggregator").strip()
+    return f"working tree at {head}" + (" with uncommitted changes in aggregator/" if dirty else "")
+
+
 def run_worker(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """Run ``spec`` in a fresh process (its own session, so a timeout ends all it started)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", json.dumps(spec)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        return {"error": f"timed out after {timeout_s:.0f} s"}
-    for line in reversed(out.splitlines()):
+    env = dict(os.environ)
+    if spec.get("pythonpath"):  # a snapshot of aggregator/ comes before the editable install
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [spec["pythonpath"], env.get("PYTHONPATH")])
+        )
+    # stdout to a file, not a pipe: processes the worker leaves behind (a pool whose parent
+    # was killed) would hold a pipe open and block the orchestrator.
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, stdout=out, text=True, start_new_session=True, env=env)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _end_group(proc.pid)
+            proc.wait()
+            return {"error": f"timed out after {timeout_s:.0f} s"}
+        left = _end_group(proc.pid)
+        out.seek(0)
+        lines = out.read().splitlines()
+    for line in reversed(lines):
         if line.startswith(MARK):
             result: dict[str, Any] = json.loads(line[len(MARK) :])
-            return result
+            return result | ({"left_behind": left} if left else {})
     return {"error": f"worker exited {proc.returncode} without a result"}
 
 
+def _end_group(pgid: int) -> int:
+    """Kill what is left of a worker's process group (ours alone: its own session)."""
+    left = [p for p in psutil.process_iter() if _pgid(p.pid) == pgid]
+    for p in left:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    return len(left)
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
 def plan(args: argparse.Namespace, n: int, rep: int) -> list[dict[str, Any]]:
-    """The workers of one repetition at size N."""
-    large = n >= args.large_from
+    """The workers of one repetition at size N (``--large-reps`` of them at large N)."""
+    if rep >= (args.large_reps if n >= args.large_from else args.reps):
+        return []
     specs: list[dict[str, Any]] = [
         {"kind": "floor_http", "client": c, "name": f"floor.{c}"}
         for c in ("aiohttp", "httpx", "httpx_aiohttp")
     ]
-    specs.append({"kind": "floor_parse_insert", "name": "floor"})
-    slow_reps = args.large_reps if large else args.reps
-    if rep < slow_reps:
-        specs += [{"kind": "ours_main", "name": "ours"}, {"kind": "peer", "name": "peer"}]
-    if n in args.history_sizes and rep < slow_reps:
+    specs += [
+        {"kind": "floor_parse_insert", "name": "floor"},
+        {"kind": "ours_main", "name": "ours"},
+        {"kind": "peer", "name": "peer"},
+    ]
+    if n in args.history_sizes:
         specs += [
             {"kind": "ours_history", "name": f"ours.history{m}x", "multiple": m} for m in (1, 2)
         ]
     if rep == 0:
         specs.append({"kind": "ours_once", "name": "ours"})
-        if not (args.quick and large) and n in args.long_sizes:
+        if not (args.quick and n >= args.large_from) and n in args.long_sizes:
             specs.append({"kind": "ours_long", "name": "ours", "ticks": args.long_ticks})
-    return specs
+    return [s for s in specs if s["kind"] not in args.skip and f"{n}:{s['kind']}" not in args.skip]
 
 
 def run_size(args: argparse.Namespace, n: int, results: dict[str, Any]) -> None:
@@ -139,10 +203,14 @@ def run_size(args: argparse.Namespace, n: int, results: dict[str, Any]) -> None:
                 reset_world(port)
                 with tempfile.TemporaryDirectory(prefix="aggbench-") as tmp:
                     full = {**spec, "port": port, "n": n, "entries": args.entries, "workdir": tmp}
+                    full["pythonpath"] = args.pythonpath
                     t0 = time.perf_counter()
                     got = run_worker(full, args.timeout)
                 took = time.perf_counter() - t0
                 print(f"  N={n} rep={rep + 1} {name} ({spec['kind']}): {took:.1f} s", flush=True)
+                left = got.pop("left_behind", 0)
+                if left:
+                    here["errors"].append(f"rep {rep + 1} {name}: {left} processes left, killed")
                 if "error" in got:
                     here["errors"].append(f"rep {rep + 1} {name}: {got['error']}")
                     print(f"    ERROR {got['error']}", flush=True)
@@ -158,7 +226,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=3, help="repetitions (min and median reported)")
     p.add_argument("--quick", action="store_true", help="sizes 100,1000; no long run at 10k")
     p.add_argument("--large-from", type=int, default=10000, help="N from which --large-reps")
-    p.add_argument("--large-reps", type=int, default=1, help="reps of ours and reader at large N")
+    p.add_argument("--large-reps", type=int, default=1, help="repetitions at large N")
+    p.add_argument(
+        "--skip", default="", help="worker kinds to skip: KIND or N:KIND, comma-separated"
+    )
     p.add_argument("--history-sizes", default="1000", help="N for the history-doubling churn")
     p.add_argument("--long-sizes", default="100,1000,10000", help="N for the 30-tick daemon run")
     p.add_argument("--long-ticks", type=int, default=30)
@@ -170,12 +241,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=2400, help="seconds per worker")
     p.add_argument("--server-max-seconds", type=float, default=4 * 3600)
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--commit",
+        help="measure aggregator/ as of this commit (git archive) instead of the working tree",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.sizes = "100,1000"
     args.sizes = [int(s) for s in str(args.sizes).split(",") if s]
     args.history_sizes = {int(s) for s in args.history_sizes.split(",") if s}
     args.long_sizes = {int(s) for s in args.long_sizes.split(",") if s}
+    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     return args
 
 
@@ -189,19 +265,33 @@ def main(argv: list[str] | None = None) -> None:
             result = {"error": f"{type(exc).__name__}: {exc}"}
         print(MARK + json.dumps(result), flush=True)
         return
+    with tempfile.TemporaryDirectory(prefix="aggbench-src-") as src:
+        args.pythonpath = ""
+        tree = describe_tree()
+        if args.commit:
+            tree = snapshot(args.commit, Path(src))
+            args.pythonpath = src
+        run_all(args, tree, argv)
+
+
+def run_all(args: argparse.Namespace, tree: str, argv: list[str] | None) -> None:
     from report import write_all
 
     started = time.time()
     results: dict[str, Any] = {}
+    meta = {k: v for k, v in vars(args).items() if k not in ("one", "out", "pythonpath")}
+    meta["aggregator"] = tree
+    meta.update(history_sizes=sorted(args.history_sizes), long_sizes=sorted(args.long_sizes))
+    meta.update(skip=sorted(args.skip), cores=os.cpu_count(), python=sys.version)
+    given = argv if argv is not None else sys.argv[1:]
+    meta["command"] = " ".join([".venv/bin/python bench/run.py", *given])
+    headline = ""
     for n in args.sizes:
         print(f"N={n}", flush=True)
         run_size(args, n, results)
-    meta = {k: v for k, v in vars(args).items() if k not in ("one", "out")}
-    meta.update(history_sizes=sorted(args.history_sizes), long_sizes=sorted(args.long_sizes))
-    meta.update(cores=os.cpu_count(), elapsed_s=time.time() - started, python=sys.version)
-    given = argv if argv is not None else sys.argv[1:]
-    meta["command"] = " ".join([".venv/bin/python bench/run.py", *given])
-    print(write_all(results, meta, args.out))
+        meta["elapsed_s"] = time.time() - started
+        headline = write_all(results, meta, args.out)  # after each N: a partial run still reports
+    print(headline)
 
 
 if __name__ == "__main__":
