@@ -140,7 +140,7 @@ def run_worker(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _end_group(proc.pid)
+            _end_group(proc.pid, grace_s=0)
             proc.wait()
             return {"error": f"timed out after {timeout_s:.0f} s"}
         left = _end_group(proc.pid)
@@ -153,13 +153,27 @@ def run_worker(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     return {"error": f"worker exited {proc.returncode} without a result"}
 
 
-def _end_group(pgid: int) -> int:
-    """Kill what is left of a worker's process group (ours alone: its own session)."""
+def _end_group(pgid: int, *, grace_s: float = 3.0) -> int:
+    """Kill what is left of a worker's process group (ours alone: its own session).
+
+    A fork server and a resource tracker end a moment after their parent: wait ``grace_s``.
+    """
+    deadline = time.monotonic() + grace_s
     left = [p for p in psutil.process_iter() if _pgid(p.pid) == pgid]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = [p for p in left if _alive(p)]
     for p in left:
         with contextlib.suppress(psutil.Error):
             p.kill()
     return len(left)
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _pgid(pid: int) -> int | None:
