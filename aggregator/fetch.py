@@ -1,8 +1,13 @@
-"""Get a source's document: over HTTP with an injected ``httpx.Client``, or from a fixture.
+"""Get a source's document: over HTTP through an injected ``Http``, or from a fixture.
 
 Conditional GET, a byte cap on the decoded body, at most ``MAX_REDIRECTS`` redirects, http(s)
 only. A 304 is a value, not an error; 301/308 are reported in ``Fetched.permanent_url``.
 No parsing here.
+
+``Http`` sends ``httpx.Request``s straight to an httpx transport (``AiohttpTransport`` in the
+daemon, ``httpx.MockTransport`` in tests) instead of through ``httpx.AsyncClient``: the client's
+layers (URL merging, cookies, auth, its own redirect loop) cost more CPU per request than
+aiohttp's whole exchange, and a fetch uses none of them (see ``aggregator.transport``).
 """
 
 from __future__ import annotations
@@ -13,12 +18,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from .errors import FetchError
+from .transport import ACCEPT_ENCODING, AiohttpTransport
 from .types import Fetched, utc_now
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -65,15 +70,6 @@ def retry_after_s(value: str | None) -> float | None:
     return max(0.0, (when - utc_now()).total_seconds()) if when.tzinfo else None
 
 
-def _conditional_headers(etag: str | None, last_modified: str | None) -> dict[str, str]:
-    headers = {"Accept": ACCEPT}
-    if etag:
-        headers["If-None-Match"] = etag
-    if last_modified:
-        headers["If-Modified-Since"] = last_modified
-    return headers
-
-
 def freshness_s(headers: Mapping[str, str], now: datetime) -> float | None:
     """How long the response stays fresh: Cache-Control max-age, else Expires - Date."""
     control = headers.get("cache-control", "").lower()
@@ -115,7 +111,7 @@ async def _read_capped(source_id: str, response: httpx.Response, max_bytes: int)
 
 
 def _check_scheme(source_id: str, url: str) -> None:
-    if urlsplit(url).scheme not in ("http", "https"):
+    if not url[:8].lower().startswith(("http://", "https://")):
         raise FetchError(source_id, f"refusing to fetch non-http(s) URL {url!r}")
 
 
@@ -126,8 +122,46 @@ def _error_for(source_id: str, response: httpx.Response) -> FetchError:
     return FetchError(source_id, f"HTTP {status} {reason}", status=status, retry_after_s=wait)
 
 
+class Http:
+    """What ``fetch`` sends through: an httpx transport and the headers every request carries."""
+
+    URL_CACHE = 100_000  # parsed URLs kept (a source's URL rarely changes between polls)
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, *, user_agent: str) -> None:
+        self.transport = transport
+        self.headers = {
+            "User-Agent": user_agent,
+            "Accept": ACCEPT,
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
+        # As bytes: httpx takes them as they are (no per-request encoding of every header).
+        self._raw = [(k.encode(), v.encode()) for k, v in self.headers.items()]
+        self._urls: dict[str, httpx.URL] = {}
+
+    def url(self, url: str) -> httpx.URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= self.URL_CACHE:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
+
+    async def get(self, url: str, etag: str | None, last_modified: str | None) -> httpx.Response:
+        """Send a conditional GET; the response's body is not read yet (``aclose`` it)."""
+        headers = self._raw.copy()
+        if etag:
+            headers.append((b"If-None-Match", etag.encode("latin-1")))
+        if last_modified:
+            headers.append((b"If-Modified-Since", last_modified.encode("latin-1")))
+        request = httpx.Request("GET", self.url(url), headers=headers)
+        return await self.transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
 async def fetch(
-    client: httpx.AsyncClient,
+    http: Http,
     source_id: str,
     url: str,
     *,
@@ -138,12 +172,12 @@ async def fetch(
 ) -> Fetched:
     """GET ``url`` conditionally, following up to ``MAX_REDIRECTS`` redirects by hand.
 
-    ``timeout_s`` bounds the whole exchange (redirects and body included); the client's own
+    ``timeout_s`` bounds the whole exchange (redirects and body included); the transport's own
     timeouts bound connecting and each read.
     """
     try:
         async with asyncio.timeout(timeout_s):
-            return await _fetch(client, source_id, url, etag, last_modified, max_bytes)
+            return await _fetch(http, source_id, url, etag, last_modified, max_bytes)
     except TimeoutError as exc:
         raise FetchError(source_id, f"total timeout: no complete answer in {timeout_s:g}s") from exc
     except httpx.HTTPError as exc:
@@ -151,21 +185,19 @@ async def fetch(
 
 
 async def _fetch(
-    client: httpx.AsyncClient,
+    http: Http,
     source_id: str,
     url: str,
     etag: str | None,
     last_modified: str | None,
     max_bytes: int,
 ) -> Fetched:
-    headers = _conditional_headers(etag, last_modified)
     permanent: str | None = None  # where the feed now lives, if every hop so far was permanent
     all_permanent = True
     current = url
     for _ in range(MAX_REDIRECTS + 1):
         _check_scheme(source_id, current)
-        request = client.build_request("GET", current, headers=headers)
-        resp = await client.send(request, stream=True, follow_redirects=False)
+        resp = await http.get(current, etag, last_modified)
         try:
             if resp.has_redirect_location:
                 target = urljoin(current, resp.headers.get("location", ""))
@@ -189,27 +221,20 @@ async def _fetch(
     raise FetchError(source_id, f"more than {MAX_REDIRECTS} redirects")
 
 
-def make_client(
+def make_http(
     *,
     user_agent: str,
     connect_timeout_s: float = 10.0,
     read_timeout_s: float = 30.0,
     max_connections: int = 16,
-) -> httpx.AsyncClient:
-    """The shared HTTP client: clear User-Agent, timeouts, keep-alive pool, aiohttp transport.
+) -> Http:
+    """The daemon's ``Http``: clear User-Agent, timeouts, a keep-alive pool over aiohttp.
 
-    The httpx API with aiohttp underneath: httpx's default transport costs several times more
-    CPU per request (issue #5's measurements). httpx decodes gzip and deflate, and brotli with
-    the ``brotli`` package (a dependency), advertising each in Accept-Encoding. Create it
-    inside the event loop that uses it.
+    Create it inside the event loop that uses it.
     """
-    limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
+    transport = AiohttpTransport(
+        max_connections=max_connections,
+        connect_timeout_s=connect_timeout_s,
+        read_timeout_s=read_timeout_s,
     )
-    return httpx.AsyncClient(
-        headers={"User-Agent": user_agent},
-        timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
-        limits=limits,
-        follow_redirects=False,
-        transport=AiohttpTransport(limits=limits, trust_env=False),
-    )
+    return Http(transport, user_agent=user_agent)

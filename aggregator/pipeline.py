@@ -12,11 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-import httpx
-
 from .config import Config, DedupConfig, OutputSpec, SourceConfig
 from .errors import FetchError, SourceError
-from .fetch import MAX_BYTES, fetch, freshness_s, read_fixture
+from .fetch import MAX_BYTES, Http, fetch, freshness_s, read_fixture
 from .prepare import Prepared, prepare
 from .process import decide
 from .render import RenderReport, render_output
@@ -28,7 +26,7 @@ from .types import (
     Fetched,
     PollOutcome,
     PollRecord,
-    SourceState,
+    PollState,
 )
 
 log = logging.getLogger(__name__)
@@ -44,10 +42,10 @@ class FetchLimits:
 
 async def fetch_source(
     source: SourceConfig,
-    state: SourceState | None,
+    state: PollState | None,
     *,
     offline: bool,
-    client: httpx.AsyncClient | None,
+    http: Http | None,
     limits: FetchLimits = FetchLimits(),
 ) -> Fetched:
     """Get the source's document (no store access); raises SourceError."""
@@ -55,10 +53,10 @@ async def fetch_source(
         if source.fixture is None:
             raise FetchError(source.id, "no fixture configured for --offline")
         return read_fixture(source.id, source.fixture, url=source.url)
-    if client is None:
+    if http is None:
         raise FetchError(source.id, "no HTTP client (offline run?)")
     return await fetch(
-        client,
+        http,
         source.id,
         state.url if state else source.url,
         etag=state.etag if state else None,
@@ -68,7 +66,7 @@ async def fetch_source(
     )
 
 
-def is_unchanged(fetched: Fetched, state: SourceState | None) -> bool:
+def is_unchanged(fetched: Fetched, state: PollState | None) -> bool:
     """A 304, or the very body we parsed last time (servers that ignore validators)."""
     if fetched.not_modified:
         return True
@@ -92,7 +90,7 @@ class Ingest:
         return self.planner.now
 
     def unchanged(
-        self, source: SourceConfig, fetched: Fetched, state: SourceState | None, duration_s: float
+        self, source: SourceConfig, fetched: Fetched, state: PollState | None, duration_s: float
     ) -> PollOutcome:
         max_age = freshness_s(fetched.headers, self.now)
         hints = _hints(state)
@@ -110,7 +108,7 @@ class Ingest:
         self,
         source: SourceConfig,
         exc: SourceError,
-        state: SourceState | None,
+        state: PollState | None,
         duration_s: float,
         http_status: int | None = None,
     ) -> PollOutcome:
@@ -159,7 +157,7 @@ class Ingest:
         self,
         source: SourceConfig,
         got: Fetched | SourceError,
-        state: SourceState | None,
+        state: PollState | None,
         duration_s: float = 0.0,
     ) -> PollOutcome:
         """Everything after the fetch, inline: unchanged, failed, or parse and store."""
@@ -184,10 +182,8 @@ class Ingest:
         self.store.record_polls(records)
 
 
-def _hints(state: SourceState | None) -> FeedHints:
-    if state is None:
-        return FeedHints()
-    return FeedHints(state.ttl_s, state.skip_hours, state.skip_days)
+def _hints(state: PollState | None) -> FeedHints:
+    return FeedHints() if state is None else state.hints
 
 
 def _done(outcome: PollOutcome) -> PollOutcome:

@@ -30,7 +30,7 @@ import httpx
 from . import USER_AGENT
 from .config import Config, SourceConfig
 from .errors import FetchError, ParseError, SourceError
-from .fetch import make_client
+from .fetch import Http, make_http
 from .metrics import Metrics
 from .pipeline import (
     FetchLimits,
@@ -44,7 +44,7 @@ from .prepare import Prepared, prepare
 from .render import RenderReport
 from .schedule import Planner
 from .store import Store
-from .types import Fetched, PollOutcome, SourceState
+from .types import Fetched, PollOutcome, PollState
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class TickReport:
         return summarise(self.outcomes, self.renders)
 
 
-def _host(source: SourceConfig, state: SourceState | None) -> str:
+def _host(source: SourceConfig, state: PollState | None) -> str:
     return urlsplit(state.url if state else source.url).netloc.lower()
 
 
@@ -92,6 +92,11 @@ def interleave_by_host(items: Sequence[tuple[str, SourceConfig]]) -> list[Source
     return out
 
 
+def _holds_slot(got: Fetched | SourceError) -> bool:
+    """A fetched document (not a 304, not an error) waits for a ``pending`` slot (backpressure)."""
+    return isinstance(got, Fetched) and not got.not_modified
+
+
 def _changes_outputs(outcome: PollOutcome) -> bool:
     """New or updated entries, or merges (which add provenance), change what outputs show."""
     return outcome.result.changed or outcome.result.duplicate > 0
@@ -100,17 +105,17 @@ def _changes_outputs(outcome: PollOutcome) -> bool:
 class _Loop:
     """An event loop in a thread of its own, with the one shared HTTP client on it."""
 
-    def __init__(self, make: Callable[[], httpx.AsyncClient] | None) -> None:
+    def __init__(self, make: Callable[[], Http] | None) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="fetch-loop", daemon=True)
         self.thread.start()
         self._make = make
-        self.client: httpx.AsyncClient | None = None
+        self.client: Http | None = None
 
     def run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    async def get_client(self) -> httpx.AsyncClient | None:
+    async def get_client(self) -> Http | None:
         if self.client is None and self._make is not None:
             self.client = self._make()
         return self.client
@@ -177,13 +182,11 @@ class Scheduler:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def _make_client(self) -> httpx.AsyncClient:
+    def _make_client(self) -> Http:
         poll = self.config.poll
         if self.transport is not None:
-            return httpx.AsyncClient(
-                transport=self.transport, headers={"User-Agent": USER_AGENT}, follow_redirects=False
-            )
-        return make_client(
+            return Http(self.transport, user_agent=USER_AGENT)
+        return make_http(
             user_agent=USER_AGENT,
             connect_timeout_s=poll.connect_timeout_s,
             read_timeout_s=poll.read_timeout_s,
@@ -244,12 +247,11 @@ class Scheduler:
         due = set(enabled) if force else set(self.store.due_sources(now, among=list(enabled)))
         ids = tuple(i for i in enabled if i in due)  # config order
         states = self.store.poll_states(ids)
+        host_of = {i: _host(enabled[i], states.get(i)) for i in ids}
         if self.offline:  # no hosts to spare; and fixture runs stay in config order (goldens)
             order = [enabled[i] for i in ids]
         else:
-            order = interleave_by_host(
-                [(_host(enabled[i], states.get(i)), enabled[i]) for i in ids]
-            )
+            order = interleave_by_host([(host_of[i], enabled[i]) for i in ids])
         ingest = Ingest(self.store, Planner(config.poll, now), config.dedup)
         pool_ok = self._pool is not None or len(order) >= POOL_MIN_SOURCES
         run = _TickRun(self, config, ingest, states, pool_ok=pool_ok)
@@ -263,7 +265,7 @@ class Scheduler:
             run.release = lambda: loop.call_soon_threadsafe(pending.release)
             loop.call_soon_threadsafe(
                 lambda: asyncio.ensure_future(
-                    self._fetch_all(config, order, states, run.results.put, pending)
+                    self._fetch_all(config, order, states, host_of, run.results.put, pending)
                 )
             )
             run.consume(order, ordered=self.offline)
@@ -277,13 +279,15 @@ class Scheduler:
         self,
         config: Config,
         order: Sequence[SourceConfig],
-        states: dict[str, SourceState],
+        states: dict[str, PollState],
+        host_of: dict[str, str],
         put: Callable[[Result], None],
         pending: asyncio.Semaphore,
     ) -> None:
         """Fetch every source with at most ``max_concurrency`` workers and ``per_host`` per host.
 
-        Each fetch takes a ``pending`` slot, given back once its result is stored.
+        A fetched document takes a ``pending`` slot before it is handed over, given back once
+        it is stored; 304s and errors (no body to hold) take none.
         """
         loop = self._event_loop()
         client = await loop.get_client()
@@ -295,10 +299,10 @@ class Scheduler:
 
         async def one(source: SourceConfig) -> Fetched | SourceError:
             state = states.get(source.id)
-            async with hosts[_host(source, state)]:
+            async with hosts[host_of[source.id]]:
                 try:
                     return await fetch_source(
-                        source, state, offline=self.offline, client=client, limits=limits
+                        source, state, offline=self.offline, http=client, limits=limits
                     )
                 except SourceError as exc:
                     return exc
@@ -308,14 +312,12 @@ class Scheduler:
 
         async def worker() -> None:
             while todo and not self.stopping:
-                await pending.acquire()
-                if not todo or self.stopping:
-                    pending.release()
-                    break
                 source = todo.popleft()
                 started = time.perf_counter()
                 try:
                     got = await one(source)
+                    if _holds_slot(got):  # a document to store: wait while too many do
+                        await pending.acquire()
                 except asyncio.CancelledError:  # stopping, and the drain time is over
                     put(("abandoned", source, None, 0.0))
                     raise
@@ -352,7 +354,7 @@ class _TickRun:
         scheduler: Scheduler,
         config: Config,
         ingest: Ingest,
-        states: dict[str, SourceState],
+        states: dict[str, PollState],
         *,
         pool_ok: bool,
     ) -> None:
@@ -396,7 +398,8 @@ class _TickRun:
                 return
             self._finish(self._outcome(kind, source, payload, seconds))
         finally:
-            self.release()
+            if kind == "prepared" or (kind == "fetched" and _holds_slot(payload)):
+                self.release()
 
     def _parse_elsewhere(self, source: SourceConfig, got: Any, seconds: float) -> bool:
         """Send a body to the worker processes; its result comes back through the queue."""

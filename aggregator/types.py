@@ -265,6 +265,19 @@ class FeedHints:
 
 
 @dataclass(frozen=True, slots=True)
+class PollState:
+    """What a tick needs of a stored source: where to poll, validators, failures, feed hints."""
+
+    source_id: str
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    failures: int = 0
+    hints: FeedHints = FeedHints()
+
+
+@dataclass(frozen=True, slots=True)
 class PollRecord:
     """The bookkeeping of one poll of one source, as the store writes it."""
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from aggregator.errors import FetchError
+from aggregator.fetch import Http, make_http, read_fixture, retry_after_s
 from aggregator.fetch import fetch as afetch
-from aggregator.fetch import make_client, read_fixture, retry_after_s
 from aggregator.types import Fetched
 
 FEED = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
@@ -21,7 +21,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 class client:
-    """A MockTransport AsyncClient; ``fetch`` runs it on a fresh event loop per call."""
+    """A MockTransport ``Http``; ``fetch`` runs it on a fresh event loop per call."""
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
@@ -35,9 +35,11 @@ class client:
 
 def fetch(c: client, source_id: str, url: str, **kwargs: Any) -> Fetched:
     async def go() -> Fetched:
-        transport = httpx.MockTransport(c.handler)
-        async with httpx.AsyncClient(transport=transport, headers={"User-Agent": "test"}) as http:
+        http = Http(httpx.MockTransport(c.handler), user_agent="test")
+        try:
             return await afetch(http, source_id, url, **kwargs)
+        finally:
+            await http.aclose()
 
     return asyncio.run(go())
 
@@ -141,13 +143,14 @@ def test_transport_errors_become_fetch_errors() -> None:
         fetch(c, "s", "https://a.example/f")
 
 
-def test_make_client_sets_a_clear_user_agent_over_aiohttp() -> None:
-    from httpx_aiohttp import AiohttpTransport
+def test_make_http_sets_a_clear_user_agent_over_aiohttp() -> None:
+    from aggregator.transport import AiohttpTransport
 
     async def go() -> None:
-        async with make_client(user_agent="aggregator/0 (+https://x)") as c:
-            assert c.headers["user-agent"] == "aggregator/0 (+https://x)"
-            assert isinstance(c._transport, AiohttpTransport)
+        http = make_http(user_agent="aggregator/0 (+https://x)")
+        assert http.headers["User-Agent"] == "aggregator/0 (+https://x)"
+        assert isinstance(http.transport, AiohttpTransport)
+        await http.aclose()
 
     asyncio.run(go())
 
@@ -158,8 +161,8 @@ def test_total_timeout_bounds_the_whole_exchange() -> None:
         raise AssertionError("unreachable")
 
     async def go() -> None:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-            await afetch(http, "s", "https://a.example/f", timeout_s=0.05)
+        http = Http(httpx.MockTransport(handler), user_agent="test")
+        await afetch(http, "s", "https://a.example/f", timeout_s=0.05)
 
     with pytest.raises(FetchError, match="total timeout"):
         asyncio.run(go())

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from ..types import Enclosure, Entry, Provenance, SourceState, StoredEntry
+from sqlalchemy import Row
+
+from ..types import Enclosure, Entry, FeedHints, PollState, Provenance, SourceState, StoredEntry
 from .models import EntryRow, SourceRow
 
 
@@ -31,7 +34,12 @@ def entry_values(entry: Entry) -> dict[str, Any]:
     }
 
 
-def to_state(row: SourceRow, entry_count: int) -> SourceState:
+def _int_list(value: str | None) -> tuple[int, ...]:
+    return tuple(json.loads(value)) if value and value != "[]" else ()
+
+
+def to_state(row: SourceRow | Row[Any], entry_count: int) -> SourceState:
+    """From an ORM row or a Core row of ``sources`` (the same attribute names)."""
     return SourceState(
         source_id=row.id,
         url=row.url,
@@ -51,9 +59,22 @@ def to_state(row: SourceRow, entry_count: int) -> SourceState:
         entry_count=entry_count,
         enabled=row.enabled,
         ttl_s=row.ttl_s,
-        skip_hours=tuple(json.loads(row.skip_hours or "[]")),
-        skip_days=tuple(json.loads(row.skip_days or "[]")),
+        skip_hours=_int_list(row.skip_hours),
+        skip_days=_int_list(row.skip_days),
     )
+
+
+POLL_COLUMNS = (
+    "id", "url", "etag", "last_modified", "body_hash", "failures", "ttl_s", "skip_hours",
+    "skip_days",
+)  # fmt: skip
+
+
+def to_poll_state(row: Sequence[Any]) -> PollState:
+    """From a row of ``POLL_COLUMNS``."""
+    source_id, url, etag, last_modified, body_hash, failures, ttl_s, hours, days = row
+    hints = FeedHints(ttl_s, _int_list(hours), _int_list(days))
+    return PollState(source_id, url, etag, last_modified, body_hash, failures, hints)
 
 
 def to_stored(row: EntryRow, sources: tuple[Provenance, ...], group: str | None) -> StoredEntry:

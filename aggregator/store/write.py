@@ -20,6 +20,7 @@ from ..types import Action, Decision, Entry, PollRecord, StoreResult
 from .convert import dumps, entry_values
 from .models import DecisionRow, EntryRow, ItemRow, SourceRow
 
+CHUNK = 500  # ids per IN (...)
 UID_NAMESPACE = uuid.UUID("6f1d3c1e-6a52-4c1b-9a8e-5b0d2f7a9c11")
 ENTRIES = cast(Table, EntryRow.__table__)
 ITEMS = cast(Table, ItemRow.__table__)
@@ -246,10 +247,17 @@ _OK_COLUMNS = {
 }
 
 
+def _is_plain_304(r: PollRecord) -> bool:
+    return r.status == "not_modified" and r.http_status == 304 and not r.permanent_url
+
+
 def record_polls(conn: Connection, records: Sequence[PollRecord]) -> None:
     """Write the bookkeeping of polls that stored no entries (304s, unchanged bodies, failures)."""
-    ok = [r for r in records if r.status in ("ok", "not_modified")]
+    plain_304 = [r for r in records if _is_plain_304(r)]
+    ok = [r for r in records if r.status in ("ok", "not_modified") and not _is_plain_304(r)]
     failed = [r for r in records if r.status not in ("ok", "not_modified")]
+    if plain_304:
+        _write_304(conn, plain_304)
     if ok:
         _write_ok(conn, ok)
     if failed:
@@ -279,6 +287,40 @@ def record_polls(conn: Connection, records: Sequence[PollRecord]) -> None:
                 for r in failed
             ],
         )
+
+
+def _write_304(conn: Connection, records: Sequence[PollRecord]) -> None:
+    """Plain 304s: the poll's status and times, the validators sent; the body hash stays.
+
+    What they share (status, time of the poll) is one UPDATE ... WHERE id IN (...) per chunk;
+    the rest (``next_check_at`` is jittered per source) is written row by row. The warm tick's
+    bookkeeping is most of its database time (issue #5).
+    """
+    by_at: dict[datetime, list[PollRecord]] = {}
+    for r in records:
+        by_at.setdefault(r.at, []).append(r)
+    for at, group in by_at.items():
+        ids = [r.source_id for r in group]
+        for start in range(0, len(ids), CHUNK):
+            stmt = update(SOURCES).where(SOURCES.c.id.in_(ids[start : start + CHUNK]))
+            conn.execute(
+                stmt.values(
+                    status="not_modified", http_status=304, last_poll_at=at, last_ok_at=at,
+                    failures=0, last_error=None,
+                )
+            )  # fmt: skip
+    stmt = update(SOURCES).where(SOURCES.c.id == bindparam("b_id"))
+    values = {"etag": bindparam("b_etag"), "last_modified": bindparam("b_last_modified")}
+    conn.execute(
+        stmt.values(next_check_at=bindparam("b_next"), **values),
+        [
+            {
+                "b_id": r.source_id, "b_next": r.next_check_at, "b_etag": r.etag,
+                "b_last_modified": r.last_modified,
+            }
+            for r in records
+        ],
+    )  # fmt: skip
 
 
 def _write_ok(conn: Connection, records: Sequence[PollRecord]) -> None:

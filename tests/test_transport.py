@@ -1,0 +1,120 @@
+"""The aiohttp transport under ``fetch``, against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import brotli
+import httpx
+import pytest
+
+from aggregator.errors import FetchError
+from aggregator.fetch import fetch, make_http
+from aggregator.types import Fetched
+
+from .feedserver import FeedServer, Route, rss, running_feed_server
+
+FEED = rss("t", [("a", "A")])
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    with running_feed_server() as s:
+        yield s
+
+
+def get(url: str, **kwargs: Any) -> Fetched:
+    timeouts = {k: kwargs.pop(k) for k in ("read_timeout_s", "connect_timeout_s") if k in kwargs}
+
+    async def go() -> Fetched:
+        http = make_http(user_agent="aggregator/test (+https://x)", **timeouts)
+        try:
+            return await fetch(http, "s", url, **kwargs)
+        finally:
+            await http.aclose()
+
+    return asyncio.run(go())
+
+
+def test_sends_our_headers_only_and_revalidates(server: FeedServer) -> None:
+    server.routes["/f"] = Route(body=FEED, headers={"Set-Cookie": "track=1; Path=/"})
+    first = get(server.url("/f"))
+    second = get(server.url("/f"), etag=first.etag, last_modified=first.last_modified)
+    assert (first.status, first.body, second.status, second.body) == (200, FEED, 304, None)
+    sent = server.requests[-1].headers
+    assert sent["user-agent"] == "aggregator/test (+https://x)"
+    assert sent["accept-encoding"] == "gzip, deflate, br"
+    assert "application/atom+xml" in sent["accept"]
+    assert sent["if-none-match"] == first.etag
+    assert sent["if-modified-since"] == first.last_modified
+    assert "cookie" not in sent
+
+
+def test_one_pool_keeps_connections_alive_and_no_cookie_travels(server: FeedServer) -> None:
+    server.routes["/a"] = Route(body=FEED, headers={"Set-Cookie": "session=1; Path=/"})
+    server.routes["/b"] = Route(body=FEED)
+
+    async def go() -> list[Fetched]:
+        http = make_http(user_agent="ua")
+        try:
+            return [await fetch(http, "s", server.url(p)) for p in ("/a", "/b", "/a")]
+        finally:
+            await http.aclose()
+
+    got = asyncio.run(go())
+    assert [g.body for g in got] == [FEED] * 3
+    assert all("cookie" not in seen.headers for seen in server.requests)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+def test_compressed_bodies_are_decoded_and_capped_decoded(
+    server: FeedServer, encoding: str
+) -> None:
+    big = FEED + b"<!--" + b" " * 200_000 + b"-->"
+    if encoding == "gzip":
+        server.routes["/f"] = Route(body=big, gzip=True)
+    else:
+        server.routes["/f"] = Route(body=brotli.compress(big), headers={"Content-Encoding": "br"})
+    assert get(server.url("/f")).body == big
+    with pytest.raises(FetchError, match="decoded"):
+        get(server.url("/f"), max_bytes=100_000)
+
+
+def test_refused_connection_is_a_fetch_error() -> None:
+    with socket.socket() as s:  # a port nobody listens on once this closes
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(FetchError, match="ConnectError"):
+        get(f"http://127.0.0.1:{port}/f")
+
+
+def test_read_timeout_is_a_fetch_error(server: FeedServer) -> None:
+    server.routes["/slow"] = Route(body=FEED, block=threading.Event())
+    with pytest.raises(FetchError, match="ReadTimeout"):
+        get(server.url("/slow"), read_timeout_s=0.2)
+
+
+def test_status_and_reason_reach_the_error(server: FeedServer) -> None:
+    server.routes["/busy"] = Route(status=503, body=b"later", headers={"Retry-After": "60"})
+    with pytest.raises(FetchError) as info:
+        get(server.url("/busy"))
+    assert info.value.status == 503 and "HTTP 503 Service Unavailable" in str(info.value)
+    assert info.value.retry_after_s == 60
+
+
+def test_transport_speaks_httpx_to_any_caller(server: FeedServer) -> None:
+    """The same transport under a plain ``httpx.AsyncClient`` (httpx's public transport API)."""
+    server.routes["/f"] = Route(body=FEED, gzip=True)
+
+    async def go() -> httpx.Response:
+        http = make_http(user_agent="ua")
+        async with httpx.AsyncClient(transport=http.transport) as client:
+            return await client.get(server.url("/f"), headers={"Accept-Encoding": "gzip"})
+
+    response = asyncio.run(go())
+    assert response.status_code == 200 and response.content == FEED
+    assert response.headers["content-encoding"] == "gzip"
