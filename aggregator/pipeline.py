@@ -83,7 +83,10 @@ class Ingest:
     planner: Planner
     dedup: DedupConfig
     records: list[PollRecord] = field(default_factory=list)
-    batch: int = 500
+    # Written when this many wait, at every render, and at the end of the tick. Large: a flush
+    # while fetches run makes the loop thread and SQLite (which lets go of the GIL on every
+    # row) hand the GIL back and forth per row; 5,000 rows are ~1 MB and ~50 ms to write.
+    batch: int = 5000
 
     @property
     def now(self) -> datetime:
