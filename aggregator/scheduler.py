@@ -49,6 +49,7 @@ from .types import Fetched, PollOutcome, PollState
 log = logging.getLogger(__name__)
 
 POOL_MIN_SOURCES = 64  # smaller ticks parse inline unless the workers already run
+STORE_BATCH = 64  # at most this many sources' results per store transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +263,12 @@ class Scheduler:
             pending = asyncio.Semaphore(
                 max(2 * config.poll.max_concurrency, 4 * self.parse_workers)
             )
-            run.release = lambda: loop.call_soon_threadsafe(pending.release)
+
+            def release(slots: int) -> None:
+                for _ in range(slots):
+                    pending.release()
+
+            run.release = lambda slots: loop.call_soon_threadsafe(release, slots)
             loop.call_soon_threadsafe(
                 lambda: asyncio.ensure_future(
                     self._fetch_all(config, order, states, host_of, run.results.put, pending)
@@ -366,29 +372,53 @@ class _TickRun:
         self.abandoned = 0
         self.unrendered = False
         self.last_render = time.monotonic()
-        self.release: Callable[[], object] = lambda: None  # frees a fetch slot (backpressure)
+        self.release: Callable[[int], object] = lambda slots: None  # frees fetch slots
+        self.freed = 0  # slots of stored documents not yet given back (one wake-up per batch)
 
     def consume(self, order: Sequence[SourceConfig], *, ordered: bool) -> None:
         """Handle results until every source has an outcome (or was abandoned).
 
         As they come by default (fast sources first); ``ordered`` stores in ``order`` instead,
-        which makes ids, merges and outputs reproducible (offline fixture runs).
+        which makes ids, merges and outputs reproducible (offline fixture runs). The results
+        ready at one moment (up to ``STORE_BATCH``) are stored in one transaction: when storing
+        is the bottleneck, results queue up and batches grow; when it is not, each result is
+        stored as soon as it arrives.
         """
         ready: dict[str, Result] = {}
         done = 0
         while done < len(order):
-            item = self.results.get()
-            kind, source, payload, seconds = item
-            if kind == "fetched" and self._parse_elsewhere(source, payload, seconds):
-                continue
-            if not ordered:
-                self._handle(item)
-                done += 1
-                continue
-            ready[source.id] = item
-            while done < len(order) and order[done].id in ready:
-                self._handle(ready.pop(order[done].id))
-                done += 1
+            batch: list[Result] = []
+            for item in self._arrived():
+                kind, source, payload, seconds = item
+                if kind == "fetched" and self._parse_elsewhere(source, payload, seconds):
+                    continue
+                if not ordered:
+                    batch.append(item)
+                    continue
+                ready[source.id] = item
+                while done + len(batch) < len(order) and order[done + len(batch)].id in ready:
+                    batch.append(ready.pop(order[done + len(batch)].id))
+            if batch:
+                try:
+                    with self.scheduler.store.batch():
+                        for item in batch:
+                            self._handle(item)
+                finally:
+                    if self.freed:
+                        self.release(self.freed)
+                    self.freed = 0
+                done += len(batch)
+                self._maybe_render()
+
+    def _arrived(self) -> list[Result]:
+        """The next result (waiting for it), and every other one already queued."""
+        items = [self.results.get()]
+        while len(items) < STORE_BATCH:
+            try:
+                items.append(self.results.get_nowait())
+            except queue.Empty:
+                break
+        return items
 
     def _handle(self, item: Result) -> None:
         kind, source, payload, seconds = item
@@ -399,7 +429,7 @@ class _TickRun:
             self._finish(self._outcome(kind, source, payload, seconds))
         finally:
             if kind == "prepared" or (kind == "fetched" and _holds_slot(payload)):
-                self.release()
+                self.freed += 1
 
     def _parse_elsewhere(self, source: SourceConfig, got: Any, seconds: float) -> bool:
         """Send a body to the worker processes; its result comes back through the queue."""
@@ -438,10 +468,13 @@ class _TickRun:
         self.scheduler.metrics.observe_poll(outcome)
         self.outcomes.append(outcome)
         self.unrendered = self.unrendered or _changes_outputs(outcome)
-        if self.unrendered and time.monotonic() - self.last_render >= self.scheduler.render_every_s:
-            self.render()  # slow sources must not hold back what the fast ones brought
         if self.scheduler.on_progress is not None:
             self.scheduler.on_progress()
+
+    def _maybe_render(self) -> None:
+        """Between batches: publish what a long tick has stored so far, every so often."""
+        if self.unrendered and time.monotonic() - self.last_render >= self.scheduler.render_every_s:
+            self.render()  # slow sources must not hold back what the fast ones brought
 
     def render(self) -> None:
         self.ingest.flush()

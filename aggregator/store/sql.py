@@ -1,12 +1,14 @@
 """The SQLAlchemy implementation of ``Store``: SQLite (WAL) by default, PostgreSQL alike.
 
-One short transaction per poll. Inserts use the dialect's ON CONFLICT DO NOTHING; the unique
+One short transaction per poll, or one per ``batch`` of polls. Inserts use the dialect's
+ON CONFLICT DO NOTHING; the unique
 constraints (``items(source_id, key)``, ``entries(uid)``) are what guarantees no duplicates even
 with concurrent writers.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -60,6 +62,7 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._local = threading.local()  # .tx: the connection of this thread's open batch
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -71,9 +74,34 @@ class SqlStore:
 
     @contextmanager
     def _conn(self) -> Iterator[Connection]:
+        tx: Connection | None = getattr(self._local, "tx", None)
         try:
+            if tx is not None:  # inside ``batch``: its transaction
+                yield tx
+                return
             with self.engine.begin() as conn:
                 yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {exc}") from exc
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run this thread's Core writes and reads (``known``, ``apply``, ``record_polls``,
+        ``poll_states`` ...) in one transaction: all of them commit, or none.
+
+        A tick stores the results that are ready together: one commit instead of two per
+        source. Nested batches join the outer one; other threads are not affected.
+        """
+        if getattr(self._local, "tx", None) is not None:
+            yield
+            return
+        try:
+            with self.engine.begin() as conn:
+                self._local.tx = conn
+                try:
+                    yield
+                finally:
+                    self._local.tx = None
         except SQLAlchemyError as exc:
             raise StoreError(f"database error: {exc}") from exc
 
@@ -219,12 +247,17 @@ class SqlStore:
                 stmt = stmt.where(ITEMS.c.source_id == source_id, ITEMS.c.key.in_(chunk))
                 for key, entry_id, content_hash, primary in conn.execute(stmt):
                     items[key] = KnownItem(key, entry_id, content_hash, primary)
-            for column, values in ((ENTRIES.c.norm_link, links), (ENTRIES.c.norm_title, titles)):
-                for chunk in _chunks(values):
-                    for row_id, link, title, sort_at in conn.execute(
-                        select(*cols).where(column.in_(chunk))
-                    ):
-                        found[row_id] = (link, title, sort_at)
+            # One query for both (SQLite and PostgreSQL use both indexes for the OR).
+            for start in range(0, max(len(links), len(titles)), CHUNK):
+                link_chunk, title_chunk = (
+                    links[start : start + CHUNK],
+                    titles[start : start + CHUNK],
+                )
+                match = or_(
+                    ENTRIES.c.norm_link.in_(link_chunk), ENTRIES.c.norm_title.in_(title_chunk)
+                )
+                for row_id, link, title, sort_at in conn.execute(select(*cols).where(match)):
+                    found[row_id] = (link, title, sort_at)
             carriers = _carriers(conn, sorted(found))
         candidates = tuple(Candidate(i, carriers.get(i, ()), *found[i]) for i in sorted(found))
         return Known(items=items, candidates=candidates)

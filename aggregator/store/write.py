@@ -310,7 +310,10 @@ def _write_304(conn: Connection, records: Sequence[PollRecord]) -> None:
                 )
             )  # fmt: skip
     stmt = update(SOURCES).where(SOURCES.c.id == bindparam("b_id"))
-    values = {"etag": bindparam("b_etag"), "last_modified": bindparam("b_last_modified")}
+    values: dict[str, Any] = {
+        "etag": bindparam("b_etag"),
+        "last_modified": bindparam("b_last_modified"),
+    }
     conn.execute(
         stmt.values(next_check_at=bindparam("b_next"), **values),
         [
@@ -346,14 +349,19 @@ def record_feed(conn: Connection, record: PollRecord) -> None:
         body_hash=func.coalesce(bindparam("b_body_hash"), SOURCES.c.body_hash),
         failures=0,
         last_error=None,
-        feed_title=record.feed_title,
-        feed_link=record.feed_link,
-        ttl_s=record.hints.ttl_s,
-        skip_hours=dumps(record.hints.skip_hours),
-        skip_days=dumps(record.hints.skip_days),
-    )
+        feed_title=bindparam("b_feed_title"),
+        feed_link=bindparam("b_feed_link"),
+        ttl_s=bindparam("b_ttl_s"),
+        skip_hours=bindparam("b_skip_hours"),
+        skip_days=bindparam("b_skip_days"),
+    )  # every value a parameter: one cached statement for every feed
     if record.permanent_url:
         values["url"] = bindparam("b_url")
-    conn.execute(
-        update(SOURCES).where(SOURCES.c.id == bindparam("b_id")).values(values), _ok_values(record)
-    )
+    params = _ok_values(record) | {
+        "b_feed_title": record.feed_title,
+        "b_feed_link": record.feed_link,
+        "b_ttl_s": record.hints.ttl_s,
+        "b_skip_hours": dumps(record.hints.skip_hours),
+        "b_skip_days": dumps(record.hints.skip_days),
+    }
+    conn.execute(update(SOURCES).where(SOURCES.c.id == bindparam("b_id")).values(values), params)
