@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import partial
+from contextvars import ContextVar
 from html import unescape
 
 import nh3
@@ -58,8 +58,14 @@ def _fix_images(soup: BeautifulSoup) -> None:
 _URL_ATTR_NAMES = frozenset({"href", "src", "poster", "cite"})
 
 
-def _filter_attribute(base: str | None, tag: str, attr: str, value: str) -> str | None:
+# The base URL of the entry being cleaned, read by the filter of the one reusable cleaner (a
+# per-call cleaner costs more to build than to run: ~40 us of ~65 us per entry).
+_BASE: ContextVar[str | None] = ContextVar("clean_html_base", default=None)
+
+
+def _filter_attribute(tag: str, attr: str, value: str) -> str | None:
     """Called by the sanitiser for each allowed attribute: URLs made absolute, trackers cut."""
+    base = _BASE.get()
     if attr in _URL_ATTR_NAMES:
         url = absolutise(value, base)
         return strip_tracking(url) if url else None
@@ -78,6 +84,16 @@ def _absolutise_srcset(srcset: str, base: str | None) -> str:
     return ", ".join(out)
 
 
+_CLEANER = nh3.Cleaner(
+    tags=_TAGS,
+    attributes=_ATTRIBUTES,
+    attribute_filter=_filter_attribute,
+    url_schemes=_SCHEMES,
+    strip_comments=True,
+    link_rel="noopener noreferrer",
+    set_tag_attribute_values={"img": {"referrerpolicy": "no-referrer"}},
+)
+
 # Lazy-loaded images are the one thing the sanitiser cannot fix (it would have to move one
 # attribute's value into another): bs4 does that, for the entries that have them.
 _LAZY = re.compile(r"\b(?:" + "|".join(LAZY_SRC_ATTRS) + r")\s*=", re.IGNORECASE)
@@ -95,16 +111,11 @@ def clean_html(html: str | None, *, base: str | None) -> str:
         soup = BeautifulSoup(html, "html.parser")
         _fix_images(soup)
         html = str(soup)
-    return nh3.clean(
-        html,
-        tags=_TAGS,
-        attributes=_ATTRIBUTES,
-        attribute_filter=partial(_filter_attribute, base),
-        url_schemes=_SCHEMES,
-        strip_comments=True,
-        link_rel="noopener noreferrer",
-        set_tag_attribute_values={"img": {"referrerpolicy": "no-referrer"}},
-    ).strip()
+    token = _BASE.set(base)
+    try:
+        return _CLEANER.clean(html).strip()
+    finally:
+        _BASE.reset(token)
 
 
 _BLOCKS = ("p", "div", "br", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6",
