@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -57,12 +58,18 @@ def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
         yield values[start : start + CHUNK]
 
 
+@dataclass
+class _Batch:
+    stack: ExitStack
+    conn: Connection | None = None
+
+
 class SqlStore:
     """``Store`` over one SQLAlchemy engine."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._local = threading.local()  # .tx: the connection of this thread's open batch
+        self._local = threading.local()  # .batch: this thread's open batch, if any
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -74,10 +81,12 @@ class SqlStore:
 
     @contextmanager
     def _conn(self) -> Iterator[Connection]:
-        tx: Connection | None = getattr(self._local, "tx", None)
+        batch: _Batch | None = getattr(self._local, "batch", None)
         try:
-            if tx is not None:  # inside ``batch``: its transaction
-                yield tx
+            if batch is not None:  # inside ``batch``: its transaction, begun at first use
+                if batch.conn is None:
+                    batch.conn = batch.stack.enter_context(self.engine.begin())
+                yield batch.conn
                 return
             with self.engine.begin() as conn:
                 yield conn
@@ -86,24 +95,25 @@ class SqlStore:
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Run this thread's Core writes and reads (``known``, ``apply``, ``record_polls``,
+        """Run this thread's Core reads and writes (``known``, ``apply``, ``record_polls``,
         ``poll_states`` ...) in one transaction: all of them commit, or none.
 
         A tick stores the results that are ready together: one commit instead of two per
-        source. Nested batches join the outer one; other threads are not affected.
+        source. The transaction begins at the first statement (a batch of 304s that writes
+        nothing costs nothing). Nested batches join the outer one; other threads are not
+        affected.
         """
-        if getattr(self._local, "tx", None) is not None:
+        if getattr(self._local, "batch", None) is not None:
             yield
             return
+        batch = self._local.batch = _Batch(ExitStack())
         try:
-            with self.engine.begin() as conn:
-                self._local.tx = conn
-                try:
-                    yield
-                finally:
-                    self._local.tx = None
+            with batch.stack:  # commits if the block ended normally, else rolls back
+                yield
         except SQLAlchemyError as exc:
             raise StoreError(f"database error: {exc}") from exc
+        finally:
+            self._local.batch = None
 
     def close(self) -> None:
         self.engine.dispose()
