@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -217,3 +217,30 @@ def test_sqlite_uses_wal(sqlite_store: SqlStore) -> None:
     with sqlite_store.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2026, 11, 26, tzinfo=UTC),
+        datetime(2026, 11, 26, 1, 2, 3, 456789, tzinfo=UTC),
+        datetime(999, 1, 1, tzinfo=UTC),
+        datetime(2026, 1, 1, 5, tzinfo=timezone(timedelta(hours=8))),
+    ],
+)
+def test_sqlite_datetime_text_is_sqlalchemys_own_format(when: datetime) -> None:
+    """The fast SQLite path writes exactly what SQLAlchemy's DATETIME would (rows stay
+    comparable as text with older rows) and reads it back as the same aware UTC instant."""
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.dialects.sqlite import DATETIME
+
+    from aggregator.store.models import UTCDateTime
+
+    dialect = sqlite.dialect()
+    bind = UTCDateTime().bind_processor(dialect)
+    result = UTCDateTime().result_processor(dialect, None)
+    theirs = DATETIME().bind_processor(dialect)
+    assert bind(when) == theirs(when.astimezone(UTC).replace(tzinfo=None))
+    assert result(bind(when)) == when and result(bind(when)).tzinfo is UTC
+    with pytest.raises(ValueError, match="aware"):
+        bind(datetime(2026, 1, 1))

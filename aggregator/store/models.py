@@ -45,6 +45,35 @@ class UTCDateTime(TypeDecorator[datetime]):
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    # SQLite keeps DATETIME as text, "YYYY-MM-DD HH:MM:SS.ffffff" (SQLAlchemy's format). Going
+    # straight from an aware datetime to that text (and back with fromisoformat) is one C call
+    # each way instead of three Python layers: a cold tick binds ~7 datetimes per entry.
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        return _sqlite_bind
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        return _sqlite_result
+
+
+def _sqlite_bind(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError(f"aware datetime required, got {value!r}")
+    when: datetime = value if value.tzinfo is UTC else value.astimezone(UTC)
+    return when.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _sqlite_result(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
 
 class Base(DeclarativeBase):
     pass
