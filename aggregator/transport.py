@@ -20,12 +20,14 @@ Create it inside the event loop that uses it; ``aclose`` it there too.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
 import httpx
+import yarl
 
 CHUNK = 64 * 1024
 # Sent with every request: what we decode (httpx's decoders; brotli via the ``brotli`` package).
@@ -81,6 +83,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         keepalive_s: float = 15.0,
     ) -> None:
         self._session: aiohttp.ClientSession | None = None
+        # Per request object (``fetch.Http`` reuses a source's request poll after poll); weak,
+        # so an entry lives exactly as long as its request.
+        self._sent: weakref.WeakKeyDictionary[httpx.Request, tuple[yarl.URL, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._max_connections = max_connections
         self._keepalive_s = keepalive_s
         self._timeout = aiohttp.ClientTimeout(
@@ -106,13 +113,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if "timeout" in request.extensions:  # per request, as httpx spells it
             t: dict[str, Any] = request.extensions["timeout"]
             timeout = aiohttp.ClientTimeout(sock_connect=t.get("connect"), sock_read=t.get("read"))
+        sent = self._sent.get(request)
+        if sent is None:  # what aiohttp takes: a parsed yarl URL and str headers
+            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+            sent = self._sent[request] = (yarl.URL(str(request.url), encoded=True), headers)
         with _mapped(request):
             response = await session.request(
                 request.method,
-                str(request.url),
-                headers=[
-                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
-                ],
+                sent[0],
+                headers=sent[1],
                 data=request.content or None,
                 allow_redirects=False,
                 timeout=timeout,
