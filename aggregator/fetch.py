@@ -126,11 +126,13 @@ class Http:
     """What ``fetch`` sends through: an httpx transport and the headers every request carries.
 
     A source's conditional GET is the same request poll after poll (same URL, same
-    validators), so the ``httpx.Request`` is built once and kept (bounded; requests are never
-    modified once built): building one costs about as much as aiohttp's whole 304 exchange.
+    validators), so its ``httpx.Request`` is built once and kept, one per URL (requests are
+    never modified once built): building one costs about as much as aiohttp's whole 304
+    exchange. When a response brings new validators, ``fetch`` builds the next poll's
+    request right away (``prepare``), off the path of the poll that will send it.
     """
 
-    CACHE = 100_000  # requests kept
+    CACHE = 100_000  # URLs whose request is kept
 
     def __init__(self, transport: httpx.AsyncBaseTransport, *, user_agent: str) -> None:
         self.transport = transport
@@ -141,22 +143,29 @@ class Http:
         }
         # As bytes: httpx takes them as they are (no per-request encoding of every header).
         self._raw = [(k.encode(), v.encode()) for k, v in self.headers.items()]
-        self._requests: dict[tuple[str, str | None, str | None], httpx.Request] = {}
+        self._requests: dict[str, tuple[str | None, str | None, httpx.Request]] = {}
 
     def request(self, url: str, etag: str | None, last_modified: str | None) -> httpx.Request:
         """The conditional GET of ``url`` with these validators (built once, then reused)."""
-        key = (url, etag, last_modified)
-        request = self._requests.get(key)
-        if request is None:
-            headers = self._raw.copy()
-            if etag:
-                headers.append((b"If-None-Match", etag.encode("latin-1")))
-            if last_modified:
-                headers.append((b"If-Modified-Since", last_modified.encode("latin-1")))
-            if len(self._requests) >= self.CACHE:
-                self._requests.clear()
-            request = self._requests[key] = httpx.Request("GET", url, headers=headers)
+        kept = self._requests.get(url)
+        if kept is not None and kept[0] == etag and kept[1] == last_modified:
+            return kept[2]
+        headers = self._raw.copy()
+        if etag:
+            headers.append((b"If-None-Match", etag.encode("latin-1")))
+        if last_modified:
+            headers.append((b"If-Modified-Since", last_modified.encode("latin-1")))
+        target = kept[2].url if kept is not None else httpx.URL(url)
+        request = httpx.Request("GET", target, headers=headers)
+        if kept is None and len(self._requests) >= self.CACHE:
+            self._requests.clear()
+        self._requests[url] = (etag, last_modified, request)
         return request
+
+    def prepare(self, url: str, etag: str | None, last_modified: str | None) -> None:
+        """Build the request the next poll of ``url`` will send (see the class docstring)."""
+        if etag or last_modified:
+            self.request(url, etag, last_modified)
 
     async def get(self, url: str, etag: str | None, last_modified: str | None) -> httpx.Response:
         """Send a conditional GET; the response's body is not read yet (``aclose`` it)."""
@@ -217,6 +226,7 @@ async def _fetch(
             if resp.status_code != 200:
                 raise _error_for(source_id, resp)
             body = await _read_capped(source_id, resp, max_bytes)
+            http.prepare(current, resp.headers.get("etag"), resp.headers.get("last-modified"))
             return Fetched(
                 source_id, current, 200, body, resp.headers,
                 etag=resp.headers.get("etag"), last_modified=resp.headers.get("last-modified"),

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -75,8 +76,13 @@ class TickReport:
         return summarise(self.outcomes, self.renders)
 
 
+@lru_cache(maxsize=100_000)
+def _netloc(url: str) -> str:
+    return urlsplit(url).netloc.lower()
+
+
 def _host(source: SourceConfig, state: PollState | None) -> str:
-    return urlsplit(state.url if state else source.url).netloc.lower()
+    return _netloc(state.url if state else source.url)
 
 
 def interleave_by_host(items: Sequence[tuple[str, SourceConfig]]) -> list[SourceConfig]:

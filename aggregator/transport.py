@@ -30,6 +30,7 @@ import httpx
 import yarl
 
 CHUNK = 64 * 1024
+URL_CACHE = 100_000  # parsed URLs kept
 # Sent with every request: what we decode (httpx's decoders; brotli via the ``brotli`` package).
 ACCEPT_ENCODING = "gzip, deflate, br"
 
@@ -85,6 +86,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
         # Per request object (``fetch.Http`` reuses a source's request poll after poll); weak,
         # so an entry lives exactly as long as its request.
+        self._urls: dict[str, yarl.URL] = {}
         self._sent: weakref.WeakKeyDictionary[httpx.Request, tuple[yarl.URL, Any]] = (
             weakref.WeakKeyDictionary()
         )
@@ -115,8 +117,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             timeout = aiohttp.ClientTimeout(sock_connect=t.get("connect"), sock_read=t.get("read"))
         sent = self._sent.get(request)
         if sent is None:  # what aiohttp takes: a parsed yarl URL and str headers
+            text = str(request.url)
+            url = self._urls.get(text)
+            if url is None:
+                if len(self._urls) >= URL_CACHE:
+                    self._urls.clear()
+                url = self._urls[text] = yarl.URL(text, encoded=True)
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-            sent = self._sent[request] = (yarl.URL(str(request.url), encoded=True), headers)
+            sent = self._sent[request] = (url, headers)
         with _mapped(request):
             response = await session.request(
                 request.method,

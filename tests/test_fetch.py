@@ -199,3 +199,34 @@ def test_freshness_from_cache_control_and_expires() -> None:
     assert freshness_s({"expires": "Thu, 26 Nov 2026 13:00:00 GMT"}, now) == 3600
     assert freshness_s({"expires": "0"}, now) is None
     assert freshness_s({}, now) is None
+
+
+def test_a_sources_request_is_built_once_per_set_of_validators() -> None:
+    """The conditional GET is reused poll after poll; new validators replace it (one per URL)."""
+    http = Http(httpx.MockTransport(lambda r: httpx.Response(304)), user_agent="ua")
+    first = http.request("https://a.example/f", '"v1"', None)
+    assert http.request("https://a.example/f", '"v1"', None) is first
+    assert first.headers["if-none-match"] == '"v1"' and first.headers["user-agent"] == "ua"
+    http.prepare("https://a.example/f", '"v2"', "Wed, 01 Jan 2025 00:00:00 GMT")
+    second = http.request("https://a.example/f", '"v2"', "Wed, 01 Jan 2025 00:00:00 GMT")
+    assert second is not first and second.headers["if-modified-since"].startswith("Wed")
+    assert len(http._requests) == 1
+
+
+def test_a_200_prepares_the_next_conditional_request() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.headers.get("if-none-match") == '"v1"':
+            return httpx.Response(304)
+        return httpx.Response(200, content=FEED, headers={"ETag": '"v1"'})
+
+    async def go() -> tuple[Fetched, httpx.Request, Fetched]:
+        http = Http(httpx.MockTransport(handler), user_agent="ua")
+        got = await afetch(http, "s", "https://a.example/f")
+        prepared = http._requests["https://a.example/f"][2]
+        again = await afetch(http, "s", "https://a.example/f", etag=got.etag)
+        assert http._requests["https://a.example/f"][2] is prepared  # the one that was sent
+        return got, prepared, again
+
+    got, prepared, again = asyncio.run(go())
+    assert prepared.headers["if-none-match"] == '"v1"'
+    assert (got.status, again.status) == (200, 304)
