@@ -251,9 +251,11 @@ class Scheduler:
 
     def _tick(self, config: Config, now: datetime, force: bool) -> TickReport:
         enabled = {s.id: s for s in config.enabled_sources}
-        due = set(enabled) if force else set(self.store.due_sources(now, among=list(enabled)))
-        ids = tuple(i for i in enabled if i in due)  # config order
-        states = self.store.poll_states(ids)
+        if force:
+            states = self.store.poll_states(list(enabled))
+        else:
+            states = self.store.due_states(now, among=list(enabled))
+        ids = tuple(i for i in enabled if force or i in states)  # config order
         host_of = {i: _host(enabled[i], states.get(i)) for i in ids}
         if self.offline:  # no hosts to spare; and fixture runs stay in config order (goldens)
             order = [enabled[i] for i in ids]

@@ -244,3 +244,23 @@ def test_sqlite_datetime_text_is_sqlalchemys_own_format(when: datetime) -> None:
     assert result(bind(when)) == when and result(bind(when)).tzinfo is UTC
     with pytest.raises(ValueError, match="aware"):
         bind(datetime(2026, 1, 1))
+
+
+def test_due_states_earliest_first_never_gone_disabled_or_unconfigured(store: SqlStore) -> None:
+    sources = [Src(f"s{i}", f"https://{i}.example/feed") for i in range(5)]
+    sources.append(Src("off", "https://off.example/feed", enabled=False))
+    store.sync_sources(sources, now=T0)
+    store.record_polls(
+        [
+            PollRecord("s0", "not_modified", T0, T0 + timedelta(hours=3), http_status=304),
+            PollRecord("s1", "ok", T0, T0 + timedelta(hours=1), http_status=200, etag='"e1"'),
+            PollRecord("s2", "gone", T0, None, http_status=410, error="gone"),
+            PollRecord("s3", "failed", T0, T0 + timedelta(minutes=30), error="HTTP 500"),
+        ]
+    )  # s4 and "off" stay due since T0
+    among = ["s0", "s1", "s2", "s3", "off"]  # s4 is in the database, not in the config
+    due = store.due_states(T0 + timedelta(hours=2), among=among)
+    assert list(due) == ["s3", "s1"]  # earliest first; s0 not yet, s2 gone, off disabled
+    assert due["s1"].etag == '"e1"' and due["s3"].failures == 1
+    assert list(store.due_states(T0 + timedelta(hours=3), among=among)) == ["s3", "s1", "s0"]
+    assert store.due_states(T0, among=[]) == {}

@@ -184,22 +184,26 @@ class SqlStore:
             with self._conn() as conn:
                 record_polls(conn, records)
 
-    def due_sources(self, now: datetime, *, among: Sequence[str]) -> tuple[str, ...]:
-        """Ids (of ``among``) whose next check is due, earliest first; gone/disabled never."""
-        if not among:
-            return ()
-        with self._session() as session:
-            stmt = (
-                select(SourceRow.id)
-                .where(
-                    SourceRow.id.in_(list(among)),
-                    SourceRow.enabled.is_(True),
-                    SourceRow.status != "gone",
-                    or_(SourceRow.next_check_at.is_(None), SourceRow.next_check_at <= now),
-                )
-                .order_by(SourceRow.next_check_at, SourceRow.id)
+    def due_states(self, now: datetime, *, among: Sequence[str]) -> dict[str, PollState]:
+        """The sources (of ``among``) whose next check is due, earliest first, with what the
+        tick needs of them; gone or disabled ones never. One query, no list of ids sent:
+        ``among`` (the configured sources) is applied here.
+        """
+        wanted = set(among)
+        if not wanted:
+            return {}
+        cols = [SOURCES.c[name] for name in POLL_COLUMNS]
+        stmt = (
+            select(*cols)
+            .where(
+                SOURCES.c.enabled.is_(True),
+                SOURCES.c.status != "gone",
+                or_(SOURCES.c.next_check_at.is_(None), SOURCES.c.next_check_at <= now),
             )
-            return tuple(session.scalars(stmt))
+            .order_by(SOURCES.c.next_check_at, SOURCES.c.id)
+        )
+        with self._conn() as conn:
+            return {row[0]: to_poll_state(row) for row in conn.execute(stmt) if row[0] in wanted}
 
     def schedule(self, source_id: str, next_check_at: datetime | None) -> None:
         with self._session() as session:
