@@ -52,7 +52,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def bind_processor(self, dialect: Dialect) -> Any:
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
-        return _sqlite_bind
+        return sqlite_datetime
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
         if dialect.name != "sqlite":
@@ -60,7 +60,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return _sqlite_result
 
 
-def _sqlite_bind(value: Any) -> str | None:
+def sqlite_datetime(value: Any) -> str | None:
+    """An aware datetime as SQLite keeps it (UTC, SQLAlchemy's DATETIME text)."""
     if value is None:
         return None
     if not isinstance(value, datetime) or value.tzinfo is None:

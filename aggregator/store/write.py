@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..types import Action, Decision, Entry, PollRecord, StoreResult
 from .convert import dumps, entry_values
-from .models import DecisionRow, EntryRow, ItemRow, SourceRow
+from .models import DecisionRow, EntryRow, ItemRow, SourceRow, sqlite_datetime
 
 CHUNK = 500  # ids per IN (...)
 UID_NAMESPACE = uuid.UUID("6f1d3c1e-6a52-4c1b-9a8e-5b0d2f7a9c11")
@@ -309,13 +309,23 @@ def _write_304(conn: Connection, records: Sequence[PollRecord]) -> None:
                     failures=0, last_error=None,
                 )
             )  # fmt: skip
+    if conn.dialect.name == "sqlite":
+        # Straight to the driver: SQLAlchemy's per-row parameter handling costs twice what
+        # SQLite's own work does for this statement (a warm tick runs it for every source).
+        conn.exec_driver_sql(
+            "UPDATE sources SET next_check_at = ?, etag = ?, last_modified = ? WHERE id = ?",
+            [(sqlite_datetime(r.next_check_at), r.etag, r.last_modified, r.source_id)
+             for r in records],
+        )  # fmt: skip
+        return
     stmt = update(SOURCES).where(SOURCES.c.id == bindparam("b_id"))
     values: dict[str, Any] = {
+        "next_check_at": bindparam("b_next"),
         "etag": bindparam("b_etag"),
         "last_modified": bindparam("b_last_modified"),
     }
     conn.execute(
-        stmt.values(next_check_at=bindparam("b_next"), **values),
+        stmt.values(**values),
         [
             {
                 "b_id": r.source_id, "b_next": r.next_check_at, "b_etag": r.etag,
