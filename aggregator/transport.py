@@ -21,8 +21,7 @@ Create it inside the event loop that uses it; ``aclose`` it there too.
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -35,23 +34,22 @@ URL_CACHE = 100_000  # parsed URLs kept
 ACCEPT_ENCODING = "gzip, deflate, br"
 
 
-@contextmanager
-def _mapped(request: httpx.Request) -> Iterator[None]:
-    """aiohttp's exceptions as httpx's (the most specific first)."""
-    try:
-        yield
-    except aiohttp.ClientConnectorError as exc:
-        raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
-    except aiohttp.ConnectionTimeoutError as exc:
-        raise httpx.ConnectTimeout(str(exc) or "connect timed out", request=request) from exc
-    except (aiohttp.SocketTimeoutError, TimeoutError) as exc:
-        raise httpx.ReadTimeout(str(exc) or "read timed out", request=request) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
-    except aiohttp.InvalidURL as exc:
-        raise httpx.UnsupportedProtocol(str(exc), request=request) from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise httpx.TransportError(f"{type(exc).__name__}: {exc}", request=request) from exc
+def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError | None:
+    """aiohttp's exception as httpx's (the most specific first); None: not a transport error."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(text, request=request)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(text, request=request)
+    if isinstance(exc, aiohttp.SocketTimeoutError | TimeoutError):
+        return httpx.ReadTimeout(text, request=request)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return httpx.ReadError(text, request=request)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(text, request=request)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return httpx.TransportError(f"{type(exc).__name__}: {exc}", request=request)
+    return None
 
 
 class _Body(httpx.AsyncByteStream):
@@ -64,9 +62,14 @@ class _Body(httpx.AsyncByteStream):
         self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _mapped(self._request):
+        try:
             async for chunk in self._response.content.iter_chunked(CHUNK):
                 yield chunk
+        except Exception as exc:
+            mapped = _httpx_error(exc, self._request)
+            if mapped is None:
+                raise
+            raise mapped from exc
 
     async def aclose(self) -> None:
         self._response.release()
@@ -125,7 +128,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 url = self._urls[text] = yarl.URL(text, encoded=True)
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
             sent = self._sent[request] = (url, headers)
-        with _mapped(request):
+        try:
             response = await session.request(
                 request.method,
                 sent[0],
@@ -134,6 +137,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 timeout=timeout,
             )
+        except Exception as exc:  # a try costs nothing until something is raised
+            mapped = _httpx_error(exc, request)
+            if mapped is None:
+                raise
+            raise mapped from exc
         return httpx.Response(
             response.status,
             headers=response.raw_headers,
