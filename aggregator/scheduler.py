@@ -109,11 +109,21 @@ def _changes_outputs(outcome: PollOutcome) -> bool:
     return outcome.result.changed or outcome.result.duplicate > 0
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop where it is installed (a dependency on Linux and macOS), else
+    asyncio's: its timers, callbacks and socket I/O cost a warm tick ~15 % less (issue #5)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - e.g. Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class _Loop:
     """An event loop in a thread of its own, with the one shared HTTP client on it."""
 
     def __init__(self, make: Callable[[], Http] | None) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="fetch-loop", daemon=True)
         self.thread.start()
         self._make = make

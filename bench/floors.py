@@ -1,7 +1,8 @@
 """The floors: what the fastest parts available here cost for the same work (bench only).
 
 - HTTP: GET every feed once (cold, all 200), then again with the validators (all 304), with
-  aiohttp (keep-alive, 16 connections), plain httpx.AsyncClient and httpx over httpx-aiohttp.
+  aiohttp (keep-alive, 16 connections; on asyncio's loop, the floor, and on uvloop's, the
+  loop the aggregator fetches on), plain httpx.AsyncClient and httpx over httpx-aiohttp.
 - Parse: feedparser over the same bodies on one core, with ``sanitize_html`` and
   ``resolve_relative_uris`` off as the aggregator calls it (JSON Feed, which feedparser does
   not read, with ``json.loads``), reported whole and divided by the cores.
@@ -27,6 +28,7 @@ import aiohttp
 import feedparser
 import httpx
 import sqlalchemy as sa
+import uvloop
 from httpx_aiohttp import HttpxAiohttpClient
 from meter import measure
 
@@ -86,6 +88,7 @@ async def _with_httpx(run: Callable[[Get], Awaitable[Any]], *, via_aiohttp: bool
 
 CLIENTS: dict[str, Callable[[Callable[[Get], Awaitable[Any]]], Awaitable[Any]]] = {
     "aiohttp": _with_aiohttp,
+    "aiohttp_uvloop": _with_aiohttp,  # the same, on uvloop's event loop (as ours runs)
     "httpx": lambda run: _with_httpx(run, via_aiohttp=False),
     "httpx_aiohttp": lambda run: _with_httpx(run, via_aiohttp=True),
 }
@@ -105,7 +108,9 @@ def http_floor(client: str, *, port: int, n: int, entries: int) -> dict[str, obj
         warm.extra = {"statuses": dict(statuses), "entries": 0, "requests": n}
         result["cold"], result["warm"] = cold.as_dict(), warm.as_dict()
 
-    asyncio.run(CLIENTS[client](run))
+    factory = uvloop.new_event_loop if client.endswith("_uvloop") else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(CLIENTS[client](run))
     return result
 
 

@@ -17,6 +17,7 @@ COLD = [
     ("ours: `aggregator once`, subprocess", "ours.once"),
     ("floor: fetch + parse/cores + insert", "floor.cold"),
     ("floor: aiohttp GET (16 conn.)", "floor.aiohttp.cold"),
+    ("floor: aiohttp GET on uvloop", "floor.aiohttp_uvloop.cold"),
     ("floor: httpx GET (16 conn.)", "floor.httpx.cold"),
     ("floor: httpx over httpx-aiohttp", "floor.httpx_aiohttp.cold"),
     ("floor: parse, one core", "floor.parse"),
@@ -26,6 +27,7 @@ COLD = [
 WARM = [
     ("ours: tick, all 304", "ours.warm"),
     ("floor: aiohttp conditional GET", "floor.aiohttp.warm"),
+    ("floor: aiohttp conditional GET on uvloop", "floor.aiohttp_uvloop.warm"),
     ("floor: httpx conditional GET", "floor.httpx.warm"),
     ("floor: httpx over httpx-aiohttp", "floor.httpx_aiohttp.warm"),
     ("peer: reader update_feeds (warm)", "peer.warm"),

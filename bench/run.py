@@ -189,7 +189,7 @@ def plan(args: argparse.Namespace, n: int, rep: int) -> list[dict[str, Any]]:
         return []
     specs: list[dict[str, Any]] = [
         {"kind": "floor_http", "client": c, "name": f"floor.{c}"}
-        for c in ("aiohttp", "httpx", "httpx_aiohttp")
+        for c in ("aiohttp", "aiohttp_uvloop", "httpx", "httpx_aiohttp")
     ]
     specs += [
         {"kind": "floor_parse_insert", "name": "floor"},
