@@ -6,8 +6,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row
-
 from ..types import Enclosure, Entry, FeedHints, PollState, Provenance, SourceState, StoredEntry
 from .models import EntryRow, SourceRow
 
@@ -38,8 +36,7 @@ def _int_list(value: str | None) -> tuple[int, ...]:
     return tuple(json.loads(value)) if value and value != "[]" else ()
 
 
-def to_state(row: SourceRow | Row[Any], entry_count: int) -> SourceState:
-    """From an ORM row or a Core row of ``sources`` (the same attribute names)."""
+def to_state(row: SourceRow, entry_count: int) -> SourceState:
     return SourceState(
         source_id=row.id,
         url=row.url,

@@ -40,6 +40,7 @@ from .write import ENTRIES, ITEMS, SOURCES, apply_decisions, record_feed, record
 if TYPE_CHECKING:
     from . import SourceLike
 
+_POLL = [SOURCES.c[name] for name in POLL_COLUMNS]  # what a tick reads of each source
 CHUNK = 500  # bound on bound parameters per IN (...) (SQLite's limit is 32766 nowadays, 999 once)
 
 
@@ -170,12 +171,11 @@ class SqlStore:
 
     def poll_states(self, source_ids: Sequence[str]) -> dict[str, PollState]:
         """What a tick needs of many sources, in one narrow query per chunk of ids."""
-        cols = [SOURCES.c[name] for name in POLL_COLUMNS]
         with self._conn() as conn:
             return {
                 row[0]: to_poll_state(row)
                 for chunk in _chunks(list(source_ids))
-                for row in conn.execute(select(*cols).where(SOURCES.c.id.in_(chunk)))
+                for row in conn.execute(select(*_POLL).where(SOURCES.c.id.in_(chunk)))
             }
 
     def record_polls(self, records: Sequence[PollRecord]) -> None:
@@ -192,9 +192,8 @@ class SqlStore:
         wanted = set(among)
         if not wanted:
             return {}
-        cols = [SOURCES.c[name] for name in POLL_COLUMNS]
         stmt = (
-            select(*cols)
+            select(*_POLL)
             .where(
                 SOURCES.c.enabled.is_(True),
                 SOURCES.c.status != "gone",

@@ -336,37 +336,37 @@ def _write_304(conn: Connection, records: Sequence[PollRecord]) -> None:
     )  # fmt: skip
 
 
-def _write_ok(conn: Connection, records: Sequence[PollRecord]) -> None:
-    values: dict[str, Any] = {column: bindparam(param) for column, param in _OK_COLUMNS.items()}
-    # A 304 carries no body: keep the hash of the last one.
-    values["body_hash"] = func.coalesce(bindparam("b_body_hash"), SOURCES.c.body_hash)
-    base = update(SOURCES).where(SOURCES.c.id == bindparam("b_id"))
-    plain = [r for r in records if not r.permanent_url]
-    moved = [r for r in records if r.permanent_url]
-    common = {"failures": 0, "last_error": None}
-    if plain:
-        conn.execute(base.values(**values, **common), [_ok_values(r) for r in plain])
-    if moved:
-        conn.execute(
-            base.values(**values, **common, url=bindparam("b_url")), [_ok_values(r) for r in moved]
-        )
+def _ok_update(*, moved: bool, **more: Any) -> Any:
+    """The UPDATE of a successful poll (parameters from ``_ok_values``), plus ``more`` columns.
 
-
-def record_feed(conn: Connection, record: PollRecord) -> None:
-    """A poll that parsed the feed: bookkeeping plus the feed's title, link and hints."""
+    A 304 carries no body: the hash of the last one is kept. ``moved``: a permanent redirect
+    also changes the polled URL.
+    """
     values: dict[str, Any] = {column: bindparam(param) for column, param in _OK_COLUMNS.items()}
     values.update(
         body_hash=func.coalesce(bindparam("b_body_hash"), SOURCES.c.body_hash),
         failures=0,
         last_error=None,
-        feed_title=bindparam("b_feed_title"),
-        feed_link=bindparam("b_feed_link"),
-        ttl_s=bindparam("b_ttl_s"),
-        skip_hours=bindparam("b_skip_hours"),
-        skip_days=bindparam("b_skip_days"),
-    )  # every value a parameter: one cached statement for every feed
-    if record.permanent_url:
+        **more,
+    )
+    if moved:
         values["url"] = bindparam("b_url")
+    return update(SOURCES).where(SOURCES.c.id == bindparam("b_id")).values(values)
+
+
+def _write_ok(conn: Connection, records: Sequence[PollRecord]) -> None:
+    for moved in (False, True):
+        rows = [_ok_values(r) for r in records if bool(r.permanent_url) is moved]
+        if rows:
+            conn.execute(_ok_update(moved=moved), rows)
+
+
+def record_feed(conn: Connection, record: PollRecord) -> None:
+    """A poll that parsed the feed: bookkeeping plus the feed's title, link and hints."""
+    feed: dict[str, Any] = {  # every value a parameter: one cached statement for every feed
+        column: bindparam(f"b_{column}")
+        for column in ("feed_title", "feed_link", "ttl_s", "skip_hours", "skip_days")
+    }
     params = _ok_values(record) | {
         "b_feed_title": record.feed_title,
         "b_feed_link": record.feed_link,
@@ -374,4 +374,4 @@ def record_feed(conn: Connection, record: PollRecord) -> None:
         "b_skip_hours": dumps(record.hints.skip_hours),
         "b_skip_days": dumps(record.hints.skip_days),
     }
-    conn.execute(update(SOURCES).where(SOURCES.c.id == bindparam("b_id")).values(values), params)
+    conn.execute(_ok_update(moved=bool(record.permanent_url), **feed), params)
