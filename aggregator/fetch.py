@@ -226,11 +226,11 @@ async def _fetch(
             if resp.status_code != 200:
                 raise _error_for(source_id, resp)
             body = await _read_capped(source_id, resp, max_bytes)
-            http.prepare(current, resp.headers.get("etag"), resp.headers.get("last-modified"))
+            new_etag, new_modified = resp.headers.get("etag"), resp.headers.get("last-modified")
+            http.prepare(current, new_etag, new_modified)
             return Fetched(
-                source_id, current, 200, body, resp.headers,
-                etag=resp.headers.get("etag"), last_modified=resp.headers.get("last-modified"),
-                body_hash=body_hash(body), permanent_url=permanent,
+                source_id, current, 200, body, resp.headers, etag=new_etag,
+                last_modified=new_modified, body_hash=body_hash(body), permanent_url=permanent,
             )  # fmt: skip
         finally:
             await resp.aclose()

@@ -87,9 +87,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         keepalive_s: float = 15.0,
     ) -> None:
         self._session: aiohttp.ClientSession | None = None
-        # Per request object (``fetch.Http`` reuses a source's request poll after poll); weak,
-        # so an entry lives exactly as long as its request.
-        self._urls: dict[str, yarl.URL] = {}
+        self._urls: dict[str, yarl.URL] = {}  # parsed once per URL text (bounded)
+        # What aiohttp is given, per request object (``fetch.Http`` reuses a source's request
+        # poll after poll); weak, so an entry lives exactly as long as its request.
         self._sent: weakref.WeakKeyDictionary[httpx.Request, tuple[yarl.URL, Any]] = (
             weakref.WeakKeyDictionary()
         )
