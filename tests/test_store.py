@@ -264,3 +264,80 @@ def test_due_states_earliest_first_never_gone_disabled_or_unconfigured(store: Sq
     assert due["s1"].etag == '"e1"' and due["s3"].failures == 1
     assert list(store.due_states(T0 + timedelta(hours=3), among=among)) == ["s3", "s1", "s0"]
     assert store.due_states(T0, among=[]) == {}
+
+
+def test_sqlite_datetime_memo_follows_the_object_not_the_last_value() -> None:
+    """The one-entry memo (the tick's ``now`` bound row after row) never answers for None,
+    nor for another datetime, however equal."""
+    from aggregator.store.models import sqlite_datetime
+
+    a = datetime(2026, 11, 26, 1, 2, 3, tzinfo=UTC)
+    b = datetime(2026, 11, 26, 3, 2, 3, tzinfo=timezone(timedelta(hours=2)))  # same instant
+    assert sqlite_datetime(a) == sqlite_datetime(a) == "2026-11-26 01:02:03.000000"
+    assert sqlite_datetime(None) is None
+    assert sqlite_datetime(b) == "2026-11-26 01:02:03.000000"
+    assert sqlite_datetime(T0) == "2026-11-26 12:00:00.000000"
+    with pytest.raises(ValueError, match="aware"):
+        sqlite_datetime(datetime(2026, 1, 1))
+
+
+def test_entry_uid_is_uuid5_of_source_and_key() -> None:
+    """Public ids never change: the hand-rolled uid is exactly ``uuid.uuid5`` (RFC 4122)."""
+    import uuid
+
+    from aggregator.store.write import UID_NAMESPACE, entry_uid
+
+    for source, key in [("s1", "g1"), ("huxiu", "https://虎嗅.example/a?b=1"), ("", ""),
+                        ("s\x00", "k" * 500)]:  # fmt: skip
+        expected = "urn:uuid:" + str(uuid.uuid5(UID_NAMESPACE, f"{source}\x00{key}"))
+        assert entry_uid(source, key) == expected
+
+
+def test_bulk_insert_returns_inserted_rows_skips_conflicts_and_binds_like_core(
+    store: SqlStore,
+) -> None:
+    """``BulkInsert`` (driver-level on SQLite) against the Core statement it stands for: the
+    same stored values (datetimes, booleans), RETURNING only what was inserted, several
+    statements when the rows exceed one statement's parameters, and no partial rows."""
+    from sqlalchemy import select
+
+    from aggregator.store.bulk import MAX_PARAMS, BulkInsert
+    from aggregator.store.write import ENTRIES, ITEMS, SOURCES
+
+    store.sync_sources([Src("s1", "https://1.example/feed")], now=T0)
+    later = T0.astimezone(timezone(timedelta(hours=-5)))  # stored as UTC all the same
+    n = MAX_PARAMS // 9 * 2 + 7  # items have 9 columns: three statements on SQLite
+    rows = [
+        {"source_id": "s1", "key": f"k{i}", "entry_id": 0, "is_primary": i % 2 == 0,
+         "guid": None if i % 3 else f"g{i}", "link": f"https://1.example/{i}",
+         "content_hash": f"h{i}", "first_seen_at": T0, "updated_at": later}
+        for i in range(n)
+    ]  # fmt: skip
+    entry = dict(uid="u1", primary_source_id="s1", title="t", norm_title="t", first_seen_at=T0,
+                 updated_at=T0, sort_at=later, content_html="", summary="", categories="[]",
+                 enclosures="[]", content_hash="h")  # fmt: skip
+    entries = BulkInsert(ENTRIES, conflict=["uid"], returning=[ENTRIES.c.id, ENTRIES.c.uid])
+    insert = BulkInsert(ITEMS, conflict=["source_id", "key"], returning=[ITEMS.c.key])
+    with store.engine.begin() as conn:
+        [(entry_id, uid)] = entries.run(conn, [entry])
+        assert uid == "u1" and entries.run(conn, [entry]) == []  # a conflict returns nothing
+        for row in rows:
+            row["entry_id"] = entry_id
+        assert sorted(insert.run(conn, rows[:5])) == [(f"k{i}",) for i in range(5)]
+        got = insert.run(conn, rows)  # the first five conflict now
+        assert sorted(key for (key,) in got) == sorted(f"k{i}" for i in range(5, n))
+        assert insert.run(conn, []) == []
+        stored = {r.key: r for r in conn.execute(select(ITEMS))}
+        with pytest.raises(ValueError, match="differ"):
+            insert.run(conn, [rows[0], {k: v for k, v in rows[1].items() if k != "guid"}])
+        assert BulkInsert(SOURCES).run(conn, []) == []
+        conn.rollback()
+    assert len(stored) == n
+    for row in rows:
+        got_row = stored[row["key"]]
+        assert got_row.is_primary is row["is_primary"]
+        assert (got_row.guid, got_row.link, got_row.content_hash) == (
+            row["guid"], row["link"], row["content_hash"]
+        )  # fmt: skip
+        assert got_row.first_seen_at == T0 and got_row.updated_at == T0
+        assert got_row.first_seen_at.tzinfo is UTC

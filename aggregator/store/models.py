@@ -60,14 +60,26 @@ class UTCDateTime(TypeDecorator[datetime]):
         return _sqlite_result
 
 
+# The last datetime converted and its text: most values bound in a tick are the tick's ``now``
+# (first seen, updated, the decision's time), the same object row after row. One tuple,
+# replaced whole, so threads never see a datetime paired with another one's text.
+_last_datetime: tuple[datetime | None, str | None] = (None, None)
+
+
 def sqlite_datetime(value: Any) -> str | None:
     """An aware datetime as SQLite keeps it (UTC, SQLAlchemy's DATETIME text)."""
+    global _last_datetime
+    last = _last_datetime
+    if value is last[0]:
+        return last[1]
     if value is None:
         return None
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise ValueError(f"aware datetime required, got {value!r}")
     when: datetime = value if value.tzinfo is UTC else value.astimezone(UTC)
-    return when.replace(tzinfo=None).isoformat(" ", "microseconds")
+    text = when.replace(tzinfo=None).isoformat(" ", "microseconds")
+    _last_datetime = (value, text)
+    return text
 
 
 def _sqlite_result(value: Any) -> datetime | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, delete, func, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -44,12 +44,34 @@ _POLL = [SOURCES.c[name] for name in POLL_COLUMNS]  # what a tick reads of each 
 CHUNK = 500  # bound on bound parameters per IN (...) (SQLite's limit is 32766 nowadays, 999 once)
 
 
+# The lookups of ``known`` run for every parsed document: built once, with expanding IN
+# parameters, so each run binds lists instead of building (and cache-keying) a new statement.
+_KNOWN_ITEMS = select(
+    ITEMS.c.key, ITEMS.c.entry_id, ITEMS.c.content_hash, ITEMS.c.is_primary
+).where(
+    ITEMS.c.source_id == bindparam("source"), ITEMS.c.key.in_(bindparam("keys", expanding=True))
+)
+# One query for links and titles (SQLite and PostgreSQL use both indexes for the OR).
+_CANDIDATES = select(
+    ENTRIES.c.id, ENTRIES.c.norm_link, ENTRIES.c.norm_title, ENTRIES.c.sort_at
+).where(
+    or_(
+        ENTRIES.c.norm_link.in_(bindparam("links", expanding=True)),
+        ENTRIES.c.norm_title.in_(bindparam("titles", expanding=True)),
+    )
+)
+_CARRIERS = (
+    select(ITEMS.c.entry_id, ITEMS.c.source_id)
+    .where(ITEMS.c.entry_id.in_(bindparam("ids", expanding=True)))
+    .order_by(ITEMS.c.id)
+)
+
+
 def _carriers(conn: Connection, entry_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
     """The sources that carry each entry, oldest item first."""
     out: dict[int, list[str]] = {}
     for chunk in _chunks(entry_ids):
-        stmt = select(ITEMS.c.entry_id, ITEMS.c.source_id).where(ITEMS.c.entry_id.in_(chunk))
-        for entry_id, source_id in conn.execute(stmt.order_by(ITEMS.c.id)):
+        for entry_id, source_id in conn.execute(_CARRIERS, {"ids": list(chunk)}):
             out.setdefault(entry_id, []).append(source_id)
     return {k: tuple(v) for k, v in out.items()}
 
@@ -251,25 +273,17 @@ class SqlStore:
         titles = sorted({e.norm_title for e in entries if e.norm_title})
         items: dict[str, KnownItem] = {}
         found: dict[int, tuple[str | None, str, datetime]] = {}
-        cols = (ENTRIES.c.id, ENTRIES.c.norm_link, ENTRIES.c.norm_title, ENTRIES.c.sort_at)
         with self._conn() as conn:
             for chunk in _chunks(keys):
-                stmt = select(
-                    ITEMS.c.key, ITEMS.c.entry_id, ITEMS.c.content_hash, ITEMS.c.is_primary
-                )
-                stmt = stmt.where(ITEMS.c.source_id == source_id, ITEMS.c.key.in_(chunk))
-                for key, entry_id, content_hash, primary in conn.execute(stmt):
+                params = {"source": source_id, "keys": list(chunk)}
+                for key, entry_id, content_hash, primary in conn.execute(_KNOWN_ITEMS, params):
                     items[key] = KnownItem(key, entry_id, content_hash, primary)
-            # One query for both (SQLite and PostgreSQL use both indexes for the OR).
             for start in range(0, max(len(links), len(titles)), CHUNK):
-                link_chunk, title_chunk = (
-                    links[start : start + CHUNK],
-                    titles[start : start + CHUNK],
-                )
-                match = or_(
-                    ENTRIES.c.norm_link.in_(link_chunk), ENTRIES.c.norm_title.in_(title_chunk)
-                )
-                for row_id, link, title, sort_at in conn.execute(select(*cols).where(match)):
+                params = {
+                    "links": links[start : start + CHUNK],
+                    "titles": titles[start : start + CHUNK],
+                }
+                for row_id, link, title, sort_at in conn.execute(_CANDIDATES, params):
                     found[row_id] = (link, title, sort_at)
             carriers = _carriers(conn, sorted(found))
         candidates = tuple(Candidate(i, carriers.get(i, ()), *found[i]) for i in sorted(found))

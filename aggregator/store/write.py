@@ -8,20 +8,23 @@ writers never create duplicates; what did not insert is reported as a duplicate.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, and_, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..types import Action, Decision, Entry, PollRecord, StoreResult
+from .bulk import BulkInsert
 from .convert import dumps, entry_values
 from .models import DecisionRow, EntryRow, ItemRow, SourceRow, sqlite_datetime
 
 CHUNK = 500  # ids per IN (...)
 UID_NAMESPACE = uuid.UUID("6f1d3c1e-6a52-4c1b-9a8e-5b0d2f7a9c11")
+_UID_PREFIX = UID_NAMESPACE.bytes
 ENTRIES = cast(Table, EntryRow.__table__)
 ITEMS = cast(Table, ItemRow.__table__)
 SOURCES = cast(Table, SourceRow.__table__)
@@ -29,13 +32,21 @@ DECISIONS = cast(Table, DecisionRow.__table__)
 
 
 def entry_uid(source_id: str, key: str) -> str:
-    """The stable public id of the entry first seen as ``key`` in ``source_id``."""
-    return "urn:uuid:" + str(uuid.uuid5(UID_NAMESPACE, f"{source_id}\x00{key}"))
+    """The stable public id of the entry first seen as ``key`` in ``source_id``.
+
+    ``uuid.uuid5(UID_NAMESPACE, f"{source_id}\\x00{key}")``, spelled out: the same SHA-1 and
+    version bits without building a ``UUID`` object (a cold tick makes one per entry).
+    """
+    digest = bytearray(hashlib.sha1(_UID_PREFIX + f"{source_id}\x00{key}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _insert(conn: Connection, table: Any) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+_NEW_ENTRIES = BulkInsert(ENTRIES, conflict=["uid"], returning=[ENTRIES.c.id, ENTRIES.c.uid])
+_NEW_ITEMS = BulkInsert(ITEMS, conflict=["source_id", "key"], returning=[ITEMS.c.key])
+_DECISIONS = BulkInsert(DECISIONS)
 
 
 def _item_row(
@@ -72,24 +83,14 @@ def _insert_entries(
         }
         for uid, d in uids.items()
     ]
-    stmt = (
-        _insert(conn, ENTRIES)
-        .on_conflict_do_nothing(index_elements=["uid"])
-        .returning(ENTRIES.c.id, ENTRIES.c.uid)
-    )
-    return {uids[uid].entry.key: entry_id for entry_id, uid in conn.execute(stmt, rows)}
+    return {uids[uid].entry.key: entry_id for entry_id, uid in _NEW_ENTRIES.run(conn, rows)}
 
 
 def _insert_items(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
     """Insert provenance items; return the keys that were inserted (others already existed)."""
     if not rows:
         return set()
-    stmt = (
-        _insert(conn, ITEMS)
-        .on_conflict_do_nothing(index_elements=["source_id", "key"])
-        .returning(ITEMS.c.key)
-    )
-    return {key for (key,) in conn.execute(stmt, rows)}
+    return {key for (key,) in _NEW_ITEMS.run(conn, rows)}
 
 
 def _update_items(
@@ -174,8 +175,7 @@ def apply_decisions(
     _update_items(conn, source_id, by_action[Action.UPDATE], now)
     _update_entries(conn, by_action[Action.UPDATE], now)
     log, counts = _outcomes(source_id, decisions, created, inserted, now)
-    if log:
-        conn.execute(DECISIONS.insert(), log)
+    _DECISIONS.run(conn, log)
     return counts
 
 
@@ -361,12 +361,18 @@ def _write_ok(conn: Connection, records: Sequence[PollRecord]) -> None:
             conn.execute(_ok_update(moved=moved), rows)
 
 
-def record_feed(conn: Connection, record: PollRecord) -> None:
-    """A poll that parsed the feed: bookkeeping plus the feed's title, link and hints."""
-    feed: dict[str, Any] = {  # every value a parameter: one cached statement for every feed
+@functools.cache
+def _feed_update(*, moved: bool) -> Any:
+    """``_ok_update`` plus the feed's title, link and hints: built once (every parsed feed)."""
+    feed: dict[str, Any] = {
         column: bindparam(f"b_{column}")
         for column in ("feed_title", "feed_link", "ttl_s", "skip_hours", "skip_days")
     }
+    return _ok_update(moved=moved, **feed)
+
+
+def record_feed(conn: Connection, record: PollRecord) -> None:
+    """A poll that parsed the feed: bookkeeping plus the feed's title, link and hints."""
     params = _ok_values(record) | {
         "b_feed_title": record.feed_title,
         "b_feed_link": record.feed_link,
@@ -374,4 +380,4 @@ def record_feed(conn: Connection, record: PollRecord) -> None:
         "b_skip_hours": dumps(record.hints.skip_hours),
         "b_skip_days": dumps(record.hints.skip_days),
     }
-    conn.execute(_ok_update(moved=bool(record.permanent_url), **feed), params)
+    conn.execute(_feed_update(moved=bool(record.permanent_url)), params)
