@@ -227,6 +227,9 @@ class Scheduler:
         if self._pool is None:
             # forkserver: never fork a process that runs threads (loop, server, APScheduler).
             context = multiprocessing.get_context("forkserver")
+            # The server imports the parse stages once (bs4 alone is ~0.2 s); each worker forks
+            # from it with them loaded. No effect once this process's server runs.
+            context.set_forkserver_preload(["aggregator.prepare"])
             self._pool = ProcessPoolExecutor(self.parse_workers, mp_context=context)
         return self._pool
 

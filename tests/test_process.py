@@ -304,3 +304,71 @@ def test_urls_are_rewritten_by_the_sanitiser_in_one_pass() -> None:
         'srcset="https://e.com/a.png 1x, https://e.com/blog/b.png 2x"'
         ' alt="alt" referrerpolicy="no-referrer"></p>'
     )
+
+
+def _html_samples() -> list[str]:
+    """Entry HTML from every corpus feed and seed, hostile fragments, and seeded noise."""
+    import random
+    from pathlib import Path
+
+    from aggregator.parse import parse_document
+
+    root = Path(__file__).resolve().parents[1]
+    samples = [
+        '<a title="x>y">t</a>u', "x<table>y<td>z</table>", '<img alt="a>b" src="/i.png">c',
+        "<scr<script>ipt>alert(1)</script>", "<![CDATA[x]]>y", '<a href="&quot;>">q</a>',
+        "a&nbsp;b<wbr>c", "<pre>  a\n  b</pre>", "<p>a<!-- c > d -->b</p>",
+        "<textarea><p>x</p></textarea>", "<xmp><b>x</b></xmp>", "<plaintext><b>x</b>",
+        '<iframe srcdoc="<p>x</p>">i</iframe>', "<svg><text>s</text></svg>", "&amp;amp;&lt;b&gt;",
+    ]  # fmt: skip
+    for path in sorted(
+        [*(root / "tests" / "data" / "corpus").rglob("*"), *(root / "seeds").rglob("*")]
+    ):
+        if not path.is_file() or path.suffix in (".toml", ".md"):
+            continue
+        try:
+            feed = parse_document(path.read_bytes(), source_id="s", headers={}, url="http://e.x/f")
+        except Exception:
+            continue
+        samples += [e.content_html or e.summary_html or "" for e in feed.entries]
+    rnd = random.Random(5)
+    bits = [
+        "<",
+        ">",
+        '"',
+        "'",
+        "&",
+        "amp;",
+        "lt;",
+        "<p>",
+        "</p>",
+        '<a href="',
+        "<img src=",
+        " ",
+        "x",
+        "虎",
+        "<br/>",
+        "<!--",
+        "-->",
+        "<script>",
+        "</script>",
+        "<table>",
+        "<td>",
+    ]
+    samples += ["".join(rnd.choice(bits) for _ in range(rnd.randint(1, 40))) for _ in range(3000)]
+    return samples
+
+
+def test_cleaned_html_to_text_equals_parsing_the_cleaned_html_again() -> None:
+    """The regex fast path over ``clean_html``'s output gives exactly what ``html_to_text``
+    (a second sanitiser pass) gives, over the corpus, hostile fragments and noise."""
+    from aggregator.process.html import cleaned_html_to_text, html_to_text
+
+    samples = _html_samples()
+    assert len(samples) > 3500
+    differ = []
+    for html in samples:
+        cleaned = clean_html(html, base="http://e.x/")
+        if cleaned_html_to_text(cleaned) != html_to_text(cleaned):
+            differ.append(html)
+    assert differ == []

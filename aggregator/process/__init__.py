@@ -10,7 +10,7 @@ from datetime import datetime
 
 from ..types import Enclosure, Entry, ParsedEntry, ParsedFeed
 from .dedup import content_hash, decide, entry_key, normalise_title
-from .html import clean_html, first_image, html_to_text, truncate_text
+from .html import clean_html, cleaned_html_to_text, first_image, html_to_text, truncate_text
 from .links import absolutise, normalise_link, strip_tracking
 
 __all__ = [
@@ -61,7 +61,7 @@ def normalise_entry(
     link = strip_tracking(link) if link else None
     base = absolutise(parsed.base, feed_base) or link or feed_base
     content = clean_html(parsed.content_html or parsed.summary_html, base=base)
-    text = html_to_text(parsed.summary_html) or html_to_text(content)
+    text = html_to_text(parsed.summary_html) or cleaned_html_to_text(content)
     raw_title = html_to_text(parsed.title)
     title = raw_title or truncate_text(text, UNTITLED_LENGTH) or "(untitled)"
     image = _http_or_none(absolutise(parsed.image, base))

@@ -33,9 +33,12 @@ def _bounded(prefix: str, value: str) -> str:
     return prefix + "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+# Built once: ``json.dumps`` with options builds an encoder per call (two calls per entry).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+
+
 def _digest(*parts: object) -> str:
-    blob = json.dumps(parts, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_ENCODE(parts).encode("utf-8")).hexdigest()
 
 
 def entry_key(

@@ -138,7 +138,29 @@ def html_to_text(html: str | None) -> str:
     if "<" not in html and "&" not in html:
         return " ".join(html.split())
     spaced = _BLOCK_TAG.sub(" <", html)
-    return " ".join(unescape(nh3.clean(spaced, tags=set(), attributes={})).split())
+    return " ".join(unescape(_TEXT_CLEANER.clean(spaced)).split())
+
+
+# No tags at all: what is left is the text, escaped (reused: building one costs ~10 us).
+_TEXT_CLEANER = nh3.Cleaner(tags=set(), attributes={})
+# A tag as the sanitiser writes it: attribute values double-quoted, with no '"' inside
+# (escaped as &quot;), though '>' may be.
+_SERIALISED_TAG = re.compile(r'<[^>"]*(?:"[^"]*"[^>"]*)*>')
+
+
+def cleaned_html_to_text(html: str) -> str:
+    """``html_to_text`` of what ``clean_html`` returned, without parsing it a second time.
+
+    The sanitiser's output is plain to read: no comments, scripts or styles, every '<' and '>'
+    of text escaped, every tag in one shape; dropping the tags and unescaping the rest gives
+    the same text as parsing it again (tested against ``html_to_text`` over the corpus) at a
+    tenth of the cost. Only for ``clean_html``'s output: anything else goes to
+    ``html_to_text``.
+    """
+    if "<" not in html and "&" not in html:
+        return " ".join(html.split())
+    spaced = _BLOCK_TAG.sub(" <", html)
+    return " ".join(unescape(_SERIALISED_TAG.sub("", spaced)).split())
 
 
 def first_image(html: str) -> str | None:
