@@ -35,16 +35,17 @@ class Metrics:
             "aggregator_last_tick_timestamp_seconds", "Unix time the last tick finished", registry=r
         )
         self.ticks = Counter("aggregator_ticks", "Scheduler ticks run", registry=r)
-        for status in ("ok", "not_modified", "failed", "gone"):  # every series from the start
-            self.polls.labels(status)
-        for action in ("new", "updated", "duplicate"):
-            self.entries.labels(action)
+        # Every series exists from the start; the children are kept (``labels`` looks its
+        # argument up under a lock, per poll otherwise).
+        self._polls = {s: self.polls.labels(s) for s in ("ok", "not_modified", "failed", "gone")}
+        self._entries = {a: self.entries.labels(a) for a in ("new", "updated", "duplicate")}
 
     def observe_poll(self, outcome: PollOutcome) -> None:
-        self.polls.labels(outcome.status).inc()
+        polls = self._polls.get(outcome.status) or self.polls.labels(outcome.status)
+        polls.inc()
         result = outcome.result
         for action, count in (("new", result.new), ("updated", result.updated),
                               ("duplicate", result.duplicate)):  # fmt: skip
             if count:
-                self.entries.labels(action).inc(count)
+                self._entries[action].inc(count)
         self.fetch_seconds.observe(outcome.duration_s)

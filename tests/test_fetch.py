@@ -230,3 +230,22 @@ def test_a_200_prepares_the_next_conditional_request() -> None:
     got, prepared, again = asyncio.run(go())
     assert prepared.headers["if-none-match"] == '"v1"'
     assert (got.status, again.status) == (200, 304)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [(b"ETag", b'"a"'), (b"Cache-Control", b"max-age=60")],
+        [(b"Set-Cookie", b"a=1"), (b"set-cookie", b"b=2"), (b"Vary", b"x"), (b"VARY", b"y")],
+        [(b"X-Title", "虎嗅".encode()), (b"Content-Type", b"text/xml")],  # UTF-8
+        [(b"X-Title", "café".encode("latin-1")), (b"X-Other", "虎".encode())],  # not UTF-8
+        [],
+    ],
+)
+def test_header_dict_is_httpx_items(raw: list[tuple[bytes, bytes]]) -> None:
+    """The raw-list fast path reads headers exactly as ``httpx.Headers.items()`` does."""
+    from aggregator.fetch import header_dict
+
+    response = httpx.Response(200, headers=raw)
+    assert header_dict(response) == dict(response.headers.items())
+    assert list(header_dict(response)) == [k for k, _ in response.headers.items()]
