@@ -266,9 +266,9 @@ def test_due_states_earliest_first_never_gone_disabled_or_unconfigured(store: Sq
     assert store.due_states(T0, among=[]) == {}
 
 
-def test_sqlite_datetime_memo_follows_the_object_not_the_last_value() -> None:
-    """The one-entry memo (the tick's ``now`` bound row after row) never answers for None,
-    nor for another datetime, however equal."""
+def test_sqlite_datetime_cache_answers_by_instant_and_never_for_naive() -> None:
+    """The cache of recent texts: equal instants share a text whatever their zone; a naive
+    datetime still fails, even right after an aware one of the same wall time."""
     from aggregator.store.models import sqlite_datetime
 
     a = datetime(2026, 11, 26, 1, 2, 3, tzinfo=UTC)
@@ -278,7 +278,10 @@ def test_sqlite_datetime_memo_follows_the_object_not_the_last_value() -> None:
     assert sqlite_datetime(b) == "2026-11-26 01:02:03.000000"
     assert sqlite_datetime(T0) == "2026-11-26 12:00:00.000000"
     with pytest.raises(ValueError, match="aware"):
-        sqlite_datetime(datetime(2026, 1, 1))
+        sqlite_datetime(datetime(2026, 11, 26, 1, 2, 3))
+    for i in range(5000):  # past the cache's bound: it starts over, texts stay right
+        when = T0 + timedelta(seconds=i)
+        assert sqlite_datetime(when) == when.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def test_entry_uid_is_uuid5_of_source_and_key() -> None:

@@ -60,25 +60,27 @@ class UTCDateTime(TypeDecorator[datetime]):
         return _sqlite_result
 
 
-# The last datetime converted and its text: most values bound in a tick are the tick's ``now``
-# (first seen, updated, the decision's time), the same object row after row. One tuple,
-# replaced whole, so threads never see a datetime paired with another one's text.
-_last_datetime: tuple[datetime | None, str | None] = (None, None)
+# Texts of recently bound datetimes: a row binds the same few values several times (published
+# = sort time, the tick's ``now`` as first seen, updated and the decision's time). Equal aware
+# datetimes are the same instant, hence the same text; a naive one never equals an aware one.
+_TEXTS: dict[datetime, str] = {}
+_TEXTS_MAX = 4096
 
 
 def sqlite_datetime(value: Any) -> str | None:
     """An aware datetime as SQLite keeps it (UTC, SQLAlchemy's DATETIME text)."""
-    global _last_datetime
-    last = _last_datetime
-    if value is last[0]:
-        return last[1]
     if value is None:
         return None
+    text = _TEXTS.get(value)
+    if text is not None:
+        return text
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise ValueError(f"aware datetime required, got {value!r}")
     when: datetime = value if value.tzinfo is UTC else value.astimezone(UTC)
     text = when.replace(tzinfo=None).isoformat(" ", "microseconds")
-    _last_datetime = (value, text)
+    if len(_TEXTS) >= _TEXTS_MAX:
+        _TEXTS.clear()
+    _TEXTS[value] = text
     return text
 
 
