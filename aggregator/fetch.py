@@ -12,7 +12,6 @@ aiohttp's whole exchange, and a fetch uses none of them (see ``aggregator.transp
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from urllib.parse import urljoin
 
 import httpx
 
+from .deadlines import Deadlines
 from .errors import FetchError
 from .transport import ACCEPT_ENCODING, AiohttpTransport
 from .types import Fetched, utc_now
@@ -162,6 +162,7 @@ class Http:
         # As bytes: httpx takes them as they are (no per-request encoding of every header).
         self._raw = [(k.encode(), v.encode()) for k, v in self.headers.items()]
         self._requests: dict[str, tuple[str | None, str | None, httpx.Request]] = {}
+        self.deadlines = Deadlines()  # every fetch's total timeout, on one loop timer
 
     def request(self, url: str, etag: str | None, last_modified: str | None) -> httpx.Request:
         """The conditional GET of ``url`` with these validators (built once, then reused)."""
@@ -209,8 +210,8 @@ async def fetch(
     timeouts bound connecting and each read.
     """
     try:
-        async with asyncio.timeout(timeout_s):
-            return await _fetch(http, source_id, url, etag, last_modified, max_bytes)
+        fetching = _fetch(http, source_id, url, etag, last_modified, max_bytes)
+        return await http.deadlines.within(timeout_s, fetching)
     except TimeoutError as exc:
         raise FetchError(source_id, f"total timeout: no complete answer in {timeout_s:g}s") from exc
     except httpx.HTTPError as exc:
