@@ -226,10 +226,10 @@ class Scheduler:
     def _workers(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # forkserver: never fork a process that runs threads (loop, server, APScheduler).
+            # (No forkserver preload of the parse stages: it would save each worker ~0.2 s of
+            # imports at its start, but the server then holds them too: +15 MB to the process
+            # tree's summed RSS at N = 10,000, which issue #5 bounds.)
             context = multiprocessing.get_context("forkserver")
-            # The server imports the parse stages once (bs4 alone is ~0.2 s); each worker forks
-            # from it with them loaded. No effect once this process's server runs.
-            context.set_forkserver_preload(["aggregator.prepare"])
             self._pool = ProcessPoolExecutor(self.parse_workers, mp_context=context)
         return self._pool
 
