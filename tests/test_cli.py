@@ -85,3 +85,22 @@ def test_python_dash_m_is_the_console_script(cfg: Path) -> None:
     if script.exists():
         done2 = subprocess.run([str(script), "check"], capture_output=True, text=True, env=env)
         assert done2.stdout == done.stdout
+
+
+def test_workers_re_importing_the_console_script_do_not_load_the_cli() -> None:
+    """multiprocessing starts each parse worker by running the main module again (as
+    ``__mp_main__``): for the ``aggregator`` script that must stay light, not pull in the
+    whole CLI (SQLAlchemy, aiohttp ...) into every worker."""
+    script = Path(sys.executable).with_name("aggregator")
+    if not script.exists():
+        pytest.skip(f"console script not installed next to {sys.executable} (pip install -e .)")
+    probe = (
+        "import runpy, sys\n"
+        f"runpy.run_path({str(script)!r}, run_name='__mp_main__')\n"
+        "heavy = [m for m in ('aggregator.cli', 'sqlalchemy', 'aiohttp') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    ran = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
+    assert ran.stdout.strip()  # and the script itself still runs the CLI
