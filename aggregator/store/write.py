@@ -1,7 +1,8 @@
 """Batched writes of one poll's verdicts and of poll bookkeeping, on a Core connection.
 
-Each statement is built once and run with executemany ("insertmanyvalues" batches the rows,
-RETURNING included): cost grows with the entries that changed, not with the stored history.
+Each statement is built once and run over all its rows at once (inserts through
+``bulk.BulkInsert``: multi-row VALUES with RETURNING, the driver's own executemany on SQLite):
+cost grows with the entries that changed, not with the stored history.
 Conflicting inserts are skipped by the database (ON CONFLICT DO NOTHING), so concurrent
 writers never create duplicates; what did not insert is reported as a duplicate.
 """
@@ -88,8 +89,6 @@ def _insert_entries(
 
 def _insert_items(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
     """Insert provenance items; return the keys that were inserted (others already existed)."""
-    if not rows:
-        return set()
     return {key for (key,) in _NEW_ITEMS.run(conn, rows)}
 
 
