@@ -344,3 +344,28 @@ def test_bulk_insert_returns_inserted_rows_skips_conflicts_and_binds_like_core(
         )  # fmt: skip
         assert got_row.first_seen_at == T0 and got_row.updated_at == T0
         assert got_row.first_seen_at.tzinfo is UTC
+
+
+def test_bulk_execute_binds_like_core_and_skips_nothing(store: SqlStore) -> None:
+    """``BulkExecute`` (driver executemany on SQLite) writes what the Core statement would,
+    datetimes converted to UTC through the column's own processor."""
+    from sqlalchemy import bindparam, select, update
+
+    from aggregator.store.bulk import BulkExecute
+    from aggregator.store.write import SOURCES
+
+    store.sync_sources([Src(f"s{i}", f"https://{i}.example/feed") for i in range(3)], now=T0)
+    change = BulkExecute(
+        update(SOURCES)
+        .where(SOURCES.c.id == bindparam("b_id"))
+        .values(next_check_at=bindparam("b_next"), etag=bindparam("b_etag"))
+    )
+    east = timezone(timedelta(hours=9))
+    rows = [{"b_id": f"s{i}", "b_next": (T0 + timedelta(hours=i)).astimezone(east),
+             "b_etag": f'"e{i}"' if i else None} for i in range(3)]  # fmt: skip
+    with store.engine.begin() as conn:
+        change.run(conn, rows)
+        change.run(conn, [])
+        got = {r.id: (r.next_check_at, r.etag) for r in conn.execute(select(SOURCES))}
+    assert got == {f"s{i}": (T0 + timedelta(hours=i), f'"e{i}"' if i else None) for i in range(3)}
+    assert all(when.tzinfo is UTC for when, _ in got.values())

@@ -6,14 +6,16 @@ more than SQLite's own work of storing them (issue #5). On SQLite, ``BulkInsert`
 very same Core statement once, then hands the rows to the driver as tuples, each value through
 its column's own bind processor (the ones SQLAlchemy would apply): one multi-row VALUES
 statement per chunk when RETURNING is wanted (what SQLAlchemy's "insertmanyvalues" sends),
-the driver's executemany otherwise. Other dialects (PostgreSQL) run the Core statement as is.
+the driver's executemany otherwise. ``BulkExecute`` does the same for any other statement
+whose parameters all come from the rows (an UPDATE per source, say). Other dialects
+(PostgreSQL) run the Core statement as is.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import itemgetter
 from typing import Any
 
@@ -31,7 +33,7 @@ class _Compiled:
     """The statement as SQLite runs it: one row's SQL, and how a row becomes its values."""
 
     sql: str
-    values_sql: str  # "VALUES (?, ?, ...)": repeated for a multi-row statement
+    values_sql: str  # INSERT: "VALUES (?, ?, ...)", repeated for a multi-row statement
     pick: Callable[[Mapping[str, Any]], tuple[Any, ...]]  # a row's values, placeholder order
     processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, bind processor)
     many: dict[int, str]  # rows -> the multi-row SQL
@@ -44,6 +46,45 @@ class _Compiled:
         for i, process in self.processors:
             values[i] = process(values[i])
         return tuple(values)
+
+
+def _positional(stmt: Any, dialect: Dialect) -> tuple[str, tuple[str, ...], _Compiled]:
+    """``stmt`` compiled for ``dialect``: its SQL, its parameter names in placeholder order,
+    and how a row (parameter name -> value) becomes the values, through each parameter's
+    bind processor."""
+    compiled = stmt.compile(dialect=dialect)
+    order = tuple(compiled.positiontup or ())
+    processors = tuple(
+        (i, process)
+        for i, name in enumerate(order)
+        if (process := compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+    )
+    pick = itemgetter(*order) if len(order) > 1 else (lambda row: (row[order[0]],))
+    return compiled.string, order, _Compiled(compiled.string, "", pick, processors, {})
+
+
+class BulkExecute:
+    """A Core statement run once per row (``run(conn, rows)``, rows: parameter name -> value).
+
+    Every parameter must come from the rows (no literal values in the statement).
+    """
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._compiled: weakref.WeakKeyDictionary[Dialect, _Compiled]
+        self._compiled = weakref.WeakKeyDictionary()
+
+    def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        if conn.dialect.name != "sqlite":
+            conn.execute(self.statement, list(rows))
+            return
+        compiled = self._compiled.get(conn.dialect)
+        if compiled is None:
+            _, _, compiled = _positional(self.statement, conn.dialect)
+            self._compiled[conn.dialect] = compiled
+        conn.exec_driver_sql(compiled.sql, [compiled.values(row) for row in rows])
 
 
 class BulkInsert:
@@ -111,22 +152,15 @@ class BulkInsert:
         known = by_columns.get(columns)
         if known is not None:
             return known
-        compiled = self.statement(dialect.name, columns).compile(dialect=dialect)
-        order = tuple(compiled.positiontup or ())  # the table's column order
-        if sorted(order) != sorted(columns):
+        sql, order, plain = _positional(self.statement(dialect.name, columns), dialect)
+        if sorted(order) != sorted(columns):  # in the table's column order, and no others
             raise ValueError(f"unexpected parameters {order} for columns {columns}")
         for column in self.returning:
             if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
                 raise TypeError(f"RETURNING {column.name}: its values would need processing")
         values_sql = "VALUES (" + ", ".join(["?"] * len(columns)) + ")"
-        if compiled.string.count(values_sql) != 1:
-            raise ValueError(f"cannot find {values_sql!r} in {compiled.string!r}")
-        processors = tuple(
-            (i, process)
-            for i, name in enumerate(order)
-            if (process := self.table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-        )
-        pick = itemgetter(*order) if len(order) > 1 else (lambda row: (row[order[0]],))
-        known = _Compiled(compiled.string, values_sql, pick, processors, {})
+        if sql.count(values_sql) != 1:
+            raise ValueError(f"cannot find {values_sql!r} in {sql!r}")
+        known = replace(plain, values_sql=values_sql)
         by_columns[columns] = known
         return known

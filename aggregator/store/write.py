@@ -19,9 +19,9 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, and_, bindparam, func, select, update
 
 from ..types import Action, Decision, Entry, PollRecord, StoreResult
-from .bulk import BulkInsert
+from .bulk import BulkExecute, BulkInsert
 from .convert import dumps, entry_values
-from .models import DecisionRow, EntryRow, ItemRow, SourceRow, sqlite_datetime
+from .models import DecisionRow, EntryRow, ItemRow, SourceRow
 
 CHUNK = 500  # ids per IN (...)
 UID_NAMESPACE = uuid.UUID("6f1d3c1e-6a52-4c1b-9a8e-5b0d2f7a9c11")
@@ -308,31 +308,27 @@ def _write_304(conn: Connection, records: Sequence[PollRecord]) -> None:
                     failures=0, last_error=None,
                 )
             )  # fmt: skip
-    if conn.dialect.name == "sqlite":
-        # Straight to the driver: SQLAlchemy's per-row parameter handling costs twice what
-        # SQLite's own work does for this statement (a warm tick runs it for every source).
-        conn.exec_driver_sql(
-            "UPDATE sources SET next_check_at = ?, etag = ?, last_modified = ? WHERE id = ?",
-            [(sqlite_datetime(r.next_check_at), r.etag, r.last_modified, r.source_id)
-             for r in records],
-        )  # fmt: skip
-        return
-    stmt = update(SOURCES).where(SOURCES.c.id == bindparam("b_id"))
-    values: dict[str, Any] = {
-        "next_check_at": bindparam("b_next"),
-        "etag": bindparam("b_etag"),
-        "last_modified": bindparam("b_last_modified"),
-    }
-    conn.execute(
-        stmt.values(**values),
+    _304_NEXT.run(
+        conn,
         [
-            {
-                "b_id": r.source_id, "b_next": r.next_check_at, "b_etag": r.etag,
-                "b_last_modified": r.last_modified,
-            }
+            {"b_id": r.source_id, "b_next": r.next_check_at, "b_etag": r.etag,
+             "b_last_modified": r.last_modified}
             for r in records
         ],
     )  # fmt: skip
+
+
+# A warm tick runs it for every source: SQLAlchemy's per-row parameter handling would cost twice
+# what SQLite's own work does for it (issue #5), hence ``BulkExecute``.
+_304_NEXT = BulkExecute(
+    update(SOURCES)
+    .where(SOURCES.c.id == bindparam("b_id"))
+    .values(
+        next_check_at=bindparam("b_next"),
+        etag=bindparam("b_etag"),
+        last_modified=bindparam("b_last_modified"),
+    )
+)
 
 
 def _ok_update(*, moved: bool, **more: Any) -> Any:
