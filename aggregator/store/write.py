@@ -246,6 +246,11 @@ _OK_COLUMNS = {
 }
 
 
+def _source_update(**values: Any) -> Any:
+    """UPDATE sources SET ``values`` for the source whose id is bound as ``b_id``."""
+    return update(SOURCES).where(SOURCES.c.id == bindparam("b_id")).values(**values)
+
+
 def _is_plain_304(r: PollRecord) -> bool:
     return r.status == "not_modified" and r.http_status == 304 and not r.permanent_url
 
@@ -260,17 +265,13 @@ def record_polls(conn: Connection, records: Sequence[PollRecord]) -> None:
     if ok:
         _write_ok(conn, ok)
     if failed:
-        stmt = (
-            update(SOURCES)
-            .where(SOURCES.c.id == bindparam("b_id"))
-            .values(
-                status=bindparam("b_status"),
-                http_status=bindparam("b_http_status"),
-                last_poll_at=bindparam("b_at"),
-                next_check_at=bindparam("b_next"),
-                last_error=bindparam("b_error"),
-                failures=SOURCES.c.failures + 1,
-            )
+        stmt = _source_update(
+            status=bindparam("b_status"),
+            http_status=bindparam("b_http_status"),
+            last_poll_at=bindparam("b_at"),
+            next_check_at=bindparam("b_next"),
+            last_error=bindparam("b_error"),
+            failures=SOURCES.c.failures + 1,
         )
         conn.execute(
             stmt,
@@ -321,9 +322,7 @@ def _write_304(conn: Connection, records: Sequence[PollRecord]) -> None:
 # A warm tick runs it for every source: SQLAlchemy's per-row parameter handling would cost twice
 # what SQLite's own work does for it (issue #5), hence ``BulkExecute``.
 _304_NEXT = BulkExecute(
-    update(SOURCES)
-    .where(SOURCES.c.id == bindparam("b_id"))
-    .values(
+    _source_update(
         next_check_at=bindparam("b_next"),
         etag=bindparam("b_etag"),
         last_modified=bindparam("b_last_modified"),
@@ -346,7 +345,7 @@ def _ok_update(*, moved: bool, **more: Any) -> Any:
     )
     if moved:
         values["url"] = bindparam("b_url")
-    return update(SOURCES).where(SOURCES.c.id == bindparam("b_id")).values(values)
+    return _source_update(**values)
 
 
 def _write_ok(conn: Connection, records: Sequence[PollRecord]) -> None:
