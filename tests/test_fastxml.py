@@ -2,30 +2,56 @@
 
 feedparser is the oracle: whenever the fast path accepts a document, ``parse_xml`` must return
 a ParsedFeed equal to the one feedparser's path gives. The fast path must also keep accepting
-the documents it exists for (the benchmark's feeds), or the speed-up silently vanishes.
+the documents it exists for (the benchmark's feeds), or the speed-up silently vanishes. It
+reuses feedparser's private internals, only through aggregator.parse._feedparser_private, which
+turns it off (plain feedparser for every document) on an untested release.
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import dataclasses
 import importlib.util
+import json
+import logging
+import re
+import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import feedparser
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from aggregator.errors import ParseError
-from aggregator.parse import fastxml, rss_atom
+from aggregator.parse import _feedparser_private, fastxml, parse_document, rss_atom
 from aggregator.types import ParsedFeed
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = sorted(
-    path
-    for folder in (ROOT / "tests" / "data" / "corpus" / "feeds", ROOT / "seeds" / "feeds")
-    for path in folder.iterdir()
-    if path.suffix != ".json"
+# Every document of seeds/ and tests/data/ (recursively) but those that are not XML feeds, so a
+# feed file added anywhere there is differentially tested without touching this list.
+CORPORA = (ROOT / "seeds", ROOT / "tests" / "data")
+NOT_FEEDS = {
+    ".json": "JSON Feed documents and golden parses",
+    ".md": "Markdown posts and notes",
+    ".toml": "the corpus manifest",
+    ".rnc": "the Atom RELAX NG schema",
+    ".xsd": "the RSS 2.0 XML schema",
+}
+FEED_SUFFIXES = frozenset({".xml", ".atom", ".rss", ".rdf", ".html"})  # HTML: must be refused
+FILES = sorted(path for root in CORPORA for path in root.rglob("*") if path.is_file())
+DOCUMENTS = [path for path in FILES if path.suffix not in NOT_FEEDS]
+# An RSS, RDF or Atom root element after an optional BOM, processing instructions, comments.
+FEED_START = re.compile(
+    rb"(?:\xef\xbb\xbf)?\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*|<!DOCTYPE[^>]*>\s*)*"
+    rb"<(?:rss|feed|rdf:RDF)\b",
+    re.S,
 )
 URL = "https://example.org/blog/feed.xml"
 
@@ -74,8 +100,9 @@ class Outcome:
     fast: bool
 
 
-def parse(body: bytes, *, fast: bool, **kwargs: Any) -> Outcome:
-    """parse_xml with or without the fast path, recording whether fastxml accepted."""
+@contextlib.contextmanager
+def fastxml_answers() -> Iterator[list[bool]]:
+    """Whether fastxml accepted (True) or declined (False), one per call, in call order."""
     accepted: list[bool] = []
     real = fastxml.feedparse
 
@@ -86,6 +113,12 @@ def parse(body: bytes, *, fast: bool, **kwargs: Any) -> Outcome:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fastxml, "feedparse", spy)
+        yield accepted
+
+
+def parse(body: bytes, *, fast: bool, **kwargs: Any) -> Outcome:
+    """parse_xml with or without the fast path, recording whether fastxml accepted."""
+    with fastxml_answers() as accepted:
         try:
             result: ParsedFeed | str = rss_atom.parse_xml(body, source_id="s", fast=fast, **kwargs)
         except ParseError as exc:
@@ -134,11 +167,24 @@ def check(body: bytes, **kwargs: Any) -> Outcome:
 
 
 @pytest.mark.parametrize("url", [None, URL])
-@pytest.mark.parametrize(
-    "path", DOCUMENTS, ids=lambda path: f"{path.parent.parent.name}/{path.name}"
-)
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda path: str(path.relative_to(ROOT)))
 def test_corpus_documents_parse_alike(path: Path, url: str | None) -> None:
     check(path.read_bytes(), url=url)
+
+
+def test_every_feed_document_is_in_the_differential_test() -> None:
+    """Each file of the corpora is a feed document (tested) or a kind left out on purpose."""
+    unknown = [str(p.relative_to(ROOT)) for p in DOCUMENTS if p.suffix not in FEED_SUFFIXES]
+    assert not unknown, "a new kind of file: add its suffix to FEED_SUFFIXES or NOT_FEEDS"
+    hidden = [
+        str(path.relative_to(ROOT))
+        for path in FILES
+        if path.suffix in NOT_FEEDS and FEED_START.match(path.read_bytes())
+    ]
+    assert not hidden, "feed documents left out of the differential test"
+    folders = {path.parent.relative_to(ROOT).as_posix() for path in DOCUMENTS}
+    assert folders >= {"seeds/feeds", "tests/data/corpus/feeds", "tests/data/golden"}
+    assert folders >= {"tests/data/render"}
 
 
 @pytest.mark.parametrize("name", ACCEPTED)
@@ -568,3 +614,181 @@ def test_content_location_header_is_the_base() -> None:
     assert outcome.fast
     assert isinstance(outcome.result, ParsedFeed)
     assert outcome.result.entries[0].link == "https://example.org/feeds/p/1"
+
+
+# -- feedparser's internals: one shim, a version pin and a fallback -------------------------------
+
+PRIVATE = "aggregator/parse/_feedparser_private.py"
+UNTESTED = "6.1.0"
+
+
+@pytest.fixture
+def refusals(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """The shim's warnings; its once-per-version memory is cleared before and after the test."""
+    _feedparser_private._refusal.cache_clear()
+    caplog.set_level(logging.WARNING, logger=_feedparser_private.__name__)
+    yield caplog
+    _feedparser_private._refusal.cache_clear()
+
+
+def accepted_documents() -> list[bytes]:
+    return [(ROOT / "tests" / "data" / "corpus" / "feeds" / name).read_bytes() for name in ACCEPTED]
+
+
+def parse_all(bodies: list[bytes]) -> tuple[list[ParsedFeed], list[bool]]:
+    """Each body through the public entry point, and whether fastxml accepted it."""
+    with fastxml_answers() as accepted:
+        feeds = [parse_document(body, source_id="s", url=URL) for body in bodies]
+    return feeds, accepted
+
+
+def test_untested_feedparser_release_turns_the_fast_path_off(
+    monkeypatch: pytest.MonkeyPatch, refusals: pytest.LogCaptureFixture
+) -> None:
+    bodies = accepted_documents()
+    before, fast_before = parse_all(bodies)
+    assert all(fast_before)
+    monkeypatch.setattr(feedparser, "__version__", UNTESTED)
+    after, fast_after = parse_all(bodies)
+    assert not any(fast_after), "fastxml ran with an untested feedparser"
+    assert after == before
+    assert after == [rss_atom.parse_xml(b, source_id="s", url=URL, fast=False) for b in bodies]
+    assert len(refusals.records) == 1, "warn once, not once per document"
+    assert refusals.records[0].levelno == logging.WARNING
+    assert f"feedparser {UNTESTED} is not a release it was tested with" in refusals.text
+
+
+@pytest.mark.parametrize("version", sorted(_feedparser_private.TESTED_VERSIONS))
+def test_tested_feedparser_releases_keep_the_fast_path(
+    version: str, monkeypatch: pytest.MonkeyPatch, refusals: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(feedparser, "__version__", version)
+    _, fast = parse_all(accepted_documents()[:2])
+    assert all(fast)
+    assert not refusals.records
+
+
+# Run in a fresh interpreter: feedparser loses a private name before aggregator is imported, as a
+# release that renamed it would. Prints what fastxml answered, the warnings and the results.
+MISSING_NAME_CHILD = """
+import json, logging, sys
+import feedparser.datetimes
+del feedparser.datetimes._parse_date
+from aggregator.parse import fastxml, parse_document
+records = []
+handler = logging.Handler()
+handler.emit = records.append
+logging.getLogger("aggregator").addHandler(handler)
+real, answers = fastxml.feedparse, []
+fastxml.feedparse = lambda body, http: answers.append(real(body, http)) or answers[-1]
+feeds = [
+    repr(parse_document(open(path, "rb").read(), source_id="s", url=sys.argv[1]))
+    for path in sys.argv[2:]
+]
+warnings = [(r.levelname, r.getMessage()) for r in records]
+print(json.dumps({"answers": [a is None for a in answers], "warnings": warnings, "feeds": feeds}))
+"""
+
+
+@pytest.mark.slow  # a subprocess
+def test_missing_private_name_turns_the_fast_path_off() -> None:
+    paths = [ROOT / "tests" / "data" / "corpus" / "feeds" / name for name in ACCEPTED]
+    child = subprocess.run(
+        [sys.executable, "-c", MISSING_NAME_CHILD, URL, *map(str, paths)],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    out = json.loads(child.stdout)
+    assert out["answers"] == [True] * len(paths), "fastxml ran without feedparser's _parse_date"
+    plain = [rss_atom.parse_xml(p.read_bytes(), source_id="s", url=URL, fast=False) for p in paths]
+    assert out["feeds"] == [repr(feed) for feed in plain]
+    assert len(out["warnings"]) == 1, "warn once, not once per document"
+    level, message = out["warnings"][0]
+    assert level == "WARNING"
+    assert "lacks an internal it uses" in message
+    assert "_parse_date" in message
+
+
+def test_feedparser_pin_admits_exactly_the_tested_releases() -> None:
+    """pyproject.toml's bounds are the oldest and newest release the shim accepts."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (spec,) = [
+        Requirement(dep).specifier
+        for dep in project["dependencies"]
+        if Requirement(dep).name == "feedparser"
+    ]
+    tested = sorted(Version(v) for v in _feedparser_private.TESTED_VERSIONS)
+    assert all(spec.contains(v) for v in tested)
+    oldest, newest = tested[0], tested[-1]
+    before = f"{oldest.major}.{oldest.minor}.{oldest.micro - 1}"
+    after = f"{newest.major}.{newest.minor}.{newest.micro + 1}"
+    for untested in (before, after, f"{newest}.post1", f"{newest.major}.{newest.minor + 1}.0"):
+        assert not spec.contains(untested), f"the pin admits {untested}, which is not tested"
+    assert feedparser.__version__ in _feedparser_private.TESTED_VERSIONS
+
+
+def private_feedparser_uses(source: str) -> list[str]:
+    """Where ``source`` reaches into feedparser's internals, as ``line: what`` strings.
+
+    Private: a name starting with ``_`` (``__version__`` aside), a submodule, or a name imported
+    from a submodule that the ``feedparser`` package itself does not export.
+    """
+    tree = ast.parse(source)
+
+    def private(name: str, *, from_submodule: bool = False) -> bool:
+        value = getattr(feedparser, name, None)
+        internal = name.startswith("_") and name != "__version__"
+        return internal or isinstance(value, ModuleType) or (from_submodule and value is None)
+
+    found: list[str] = []
+    aliases: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("feedparser."):
+                    found.append(f"{node.lineno}: import {alias.name}")
+                elif alias.name == "feedparser":
+                    aliases.add(alias.asname or alias.name)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            sub = node.module.startswith("feedparser.")
+            if sub or node.module == "feedparser":
+                found += [
+                    f"{node.lineno}: from {node.module} import {alias.name}"
+                    for alias in node.names
+                    if private(alias.name, from_submodule=sub)
+                ]
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and private(node.attr)
+        ):
+            found.append(f"{node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_only_the_shim_imports_feedparser_internals() -> None:
+    modules = sorted((ROOT / "aggregator").rglob("*.py"))
+    assert ROOT / PRIVATE in modules
+    offenders = {
+        str(path.relative_to(ROOT)): uses
+        for path in modules
+        if path != ROOT / PRIVATE and (uses := private_feedparser_uses(path.read_text()))
+    }
+    assert not offenders, "feedparser internals outside the shim: " + repr(offenders)
+
+
+def test_the_scan_sees_the_shims_imports() -> None:
+    """The scan is not vacuous: it flags every private name the shim takes from feedparser."""
+    uses = " ".join(private_feedparser_uses((ROOT / PRIVATE).read_text()))
+    for name in ("_parse_date", "RE_XML_PI_ENCODING", "parse_content_type", "_cp1252"):
+        assert f"import {name}" in uses
+    for name in ("_FeedParserMixin", "_urljoin", "make_safe_absolute_uri"):
+        assert f"import {name}" in uses
+    allowed = "import feedparser\nfrom feedparser import parse\nfeedparser.parse(b'')\n"
+    assert private_feedparser_uses(allowed + "feedparser.NonXMLContentType\n") == []
+    tricky = "import feedparser as fp\nfp.mixin._FeedParserMixin\nfrom feedparser import _x\n"
+    assert len(private_feedparser_uses(tricky + "import feedparser.urls\n")) == 3

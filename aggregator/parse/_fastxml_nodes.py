@@ -15,10 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from feedparser.datetimes import _parse_date
-from feedparser.html import _cp1252
-from feedparser.mixin import _FeedParserMixin
-from feedparser.urls import _urljoin
+from ._feedparser_private import (
+    CAN_BE_RELATIVE_URI,
+    CP1252,
+    looks_like_html,
+    map_content_type,
+    parse_date,
+    sync_author_detail,
+    urljoin,
+)
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -26,8 +31,6 @@ _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # The `type` values of a text construct feedparser keeps as text (others: XHTML, base64, ...).
 _TEXT_TYPES = {"text": "text/plain", "plain": "text/plain", "text/plain": "text/plain"}
 _TEXT_TYPES |= {"html": "text/html", "text/html": "text/html"}
-# Elements whose text feedparser resolves against the base URI.
-_RELATIVE = frozenset(_FeedParserMixin.can_be_relative_uri)
 _QUERY_FIX = re.compile("&([A-Za-z0-9_]+);")  # feedparser's repair of `&a;` in links
 _PERSON = {ATOM + "name": "name", ATOM + "email": "email", ATOM + "uri": "href"}
 _IMAGE_PARTS = frozenset({"url", "title", "link", "width", "height"})
@@ -74,14 +77,14 @@ def _repair(value: str) -> str:
         return value
     with contextlib.suppress(UnicodeError):
         value = value.encode("iso-8859-1").decode("utf-8")
-    return value.translate(_cp1252)
+    return value.translate(CP1252)
 
 
 def _value(el: Any, r: Reader, element: str) -> str:
     """An element's text as feedparser stores it under ``element``."""
     value = text(el)
-    if value and element in _RELATIVE:
-        value = _urljoin(r.base, value)
+    if value and element in CAN_BE_RELATIVE_URI:
+        value = urljoin(r.base, value)
     return _repair(value)
 
 
@@ -110,7 +113,7 @@ def _construct(el: Any, r: Reader, default: str) -> dict[str, Any]:
         raise Decline
     value = text(el)
     # RSS leaves the reader to guess: feedparser upgrades plain text that looks like HTML.
-    if not r.atom and kind == "text/plain" and _FeedParserMixin.looks_like_html(value):
+    if not r.atom and kind == "text/plain" and looks_like_html(value):
         kind = "text/html"
     return {"type": kind, "base": r.base, "value": _repair(value)}
 
@@ -172,10 +175,10 @@ def atom_link(el: Any, node: Node, r: Reader) -> None:
     link.setdefault("type", "application/atom+xml" if rel == "self" else "text/html")
     if "href" not in link:
         raise Decline  # feedparser would take the element's text as the link
-    link["href"] = _urljoin(r.base, link["href"])  # even "": it becomes the base
+    link["href"] = urljoin(r.base, link["href"])  # even "": it becomes the base
     if rel == "enclosure":
         node.data.setdefault("enclosures", []).append({k: v for k, v in link.items() if k != "rel"})
-    if rel == "alternate" and _FeedParserMixin.map_content_type(link["type"]) in _HTML_TYPES:
+    if rel == "alternate" and map_content_type(link["type"]) in _HTML_TYPES:
         node.data["link"] = link["href"]
 
 
@@ -184,7 +187,7 @@ def guid(el: Any, node: Node, r: Reader) -> None:
     is_link = attrs(el, frozenset({"ispermalink"})).get("ispermalink", "true") == "true"
     value = text(el)
     if value and is_link:
-        value = _urljoin(r.base, value)
+        value = urljoin(r.base, value)
     value = node.data["id"] = _repair(value)
     node.data.setdefault("guidislink", is_link and "link" not in node.data)
     if is_link:
@@ -197,7 +200,7 @@ def date(key: str) -> Handler:
     def handle(el: Any, node: Node, r: Reader) -> None:
         attrs(el, _NO_ATTRS)
         value = node.data[key] = _value(el, r, key)
-        node.data[f"{key}_parsed"] = _parse_date(value)
+        node.data[f"{key}_parsed"] = parse_date(value)
 
     return handle
 
@@ -215,26 +218,12 @@ def plain(key: str) -> Handler:
 # -- people ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Parser:
-    """Stands in for feedparser in _sync_author_detail, which only asks it for the context."""
-
-    context: dict[str, Any]
-
-    def _get_context(self) -> dict[str, Any]:
-        return self.context
-
-
-def _sync_author(data: dict[str, Any]) -> None:
-    _FeedParserMixin._sync_author_detail(_Parser(data))
-
-
 def rss_author(el: Any, node: Node, r: Reader) -> None:
     """<author>/<dc:creator>: feedparser's own code splits "email (Name)"."""
     attrs(el, _NO_ATTRS)
     node.data.setdefault("authors", []).append({})
     node.data["author"] = _value(el, r, "author")
-    _sync_author(node.data)
+    sync_author_detail(node.data)
 
 
 def atom_author(el: Any, node: Node, r: Reader) -> None:
@@ -245,10 +234,10 @@ def atom_author(el: Any, node: Node, r: Reader) -> None:
         key = _PERSON[child.tag]
         value = _value(child, r, "href") if key == "href" else text(child)
         node.data.setdefault("author_detail", {})[key] = value
-        _sync_author(node.data)
+        sync_author_detail(node.data)
         node.data["authors"][-1][key] = value
     node.data["author"] = ""  # what pop('author') leaves: the whitespace between the children
-    _sync_author(node.data)
+    sync_author_detail(node.data)
 
 
 def contributor(el: Any, node: Node, r: Reader) -> None:

@@ -1,11 +1,13 @@
 """lxml fast path for plain RSS 2.0/0.9x and Atom 1.0 in UTF-8. Pure: no I/O, no clock.
 
 ``feedparse`` returns the part of ``feedparser.parse()``'s result that rss_atom maps (same
-keys, same values) from an lxml tree, several times faster. It declines (None) every document
-it cannot reproduce exactly, and rss_atom then runs feedparser: anything not well-formed, a
-DOCTYPE, an encoding other than UTF-8 (or ASCII), xml:base, RSS 1.0 and Atom 0.3, XHTML or
-out-of-line content, and any element outside the allowlists below (iTunes, most of Media RSS,
-...). tests/test_fastxml.py checks it against feedparser on the whole corpus.
+keys, same values) from an lxml tree, without feedparser's per-element Python callbacks. It
+declines (None) every document it cannot reproduce exactly, and rss_atom then runs feedparser:
+anything not well-formed, a DOCTYPE, an encoding other than UTF-8 (or ASCII), xml:base, RSS 1.0
+and Atom 0.3, XHTML or out-of-line content, and any element outside the allowlists below
+(iTunes, most of Media RSS, ...). It declines everything when _feedparser_private refuses the
+installed feedparser (an untested release, or its internals moved). tests/test_fastxml.py checks
+it against feedparser on every feed document of seeds/ and tests/data/.
 """
 
 from __future__ import annotations
@@ -15,13 +17,19 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from feedparser.encodings import RE_XML_PI_ENCODING, parse_content_type
-from feedparser.mixin import _FeedParserMixin
-from feedparser.urls import _urljoin, make_safe_absolute_uri
 from lxml import etree  # type: ignore[import-untyped]
 
 from . import _fastxml_nodes as n
 from ._fastxml_nodes import ATOM, Decline, Handler, Node, Reader
+from ._feedparser_private import (
+    HANDLERS,
+    NAMESPACES,
+    XML_PI_ENCODING,
+    make_safe_absolute_uri,
+    parse_content_type,
+    urljoin,
+    usable,
+)
 
 __all__ = ["feedparse"]
 
@@ -41,7 +49,7 @@ _XMLNS = re.compile(rb"xmlns(?::([A-Za-z_][\w.-]*))?\s*=\s*[\"']([^\"']*)[\"']")
 _VERSION_NAMESPACES = frozenset(
     {"http://purl.org/rss/1.0/", "http://my.netscape.com/rdf/simple/0.9/"}
 )
-_KNOWN_NAMESPACES = {uri.lower(): prefix for uri, prefix in _FeedParserMixin.namespaces.items()}
+_KNOWN_NAMESPACES = {uri.lower(): prefix for uri, prefix in NAMESPACES.items()}
 _KNOWN_PREFIXES = frozenset(_KNOWN_NAMESPACES.values()) - {""}
 # Extensions whose leaf elements without a feedparser handler land under keys such as
 # `sy_updateperiod` that nothing reads.
@@ -53,7 +61,7 @@ def feedparse(body: bytes, http: Mapping[str, str]) -> dict[str, Any] | None:
 
     ``http`` are the response headers exactly as rss_atom hands them to feedparser.
     """
-    if not _utf8_without_surprises(body, http) or not _namespaces_ok(body):
+    if not usable() or not _utf8_without_surprises(body, http) or not _namespaces_ok(body):
         return None
     root = _tree(body)
     if root is None:
@@ -78,7 +86,7 @@ def _utf8_without_surprises(body: bytes, http: Mapping[str, str]) -> bool:
     data = body.removeprefix(codecs.BOM_UTF8)
     if data.startswith(_OTHER_MARKERS):
         return False
-    declared = RE_XML_PI_ENCODING.match(data)
+    declared = XML_PI_ENCODING.match(data)
     xml_encoding = declared.group(1).decode("utf-8", "replace").lower() if declared else ""
     mime, charset = parse_content_type(http.get("content-type") or "")
     if mime in _XML_TYPES or (mime.startswith("application/") and mime.endswith("+xml")):
@@ -162,7 +170,7 @@ def _base(http: Mapping[str, str]) -> str:
 
 def _joined_with_itself(base: str) -> str:
     if not base:
-        return str(_urljoin(base, base))
+        return str(urljoin(base, base))
     return str(make_safe_absolute_uri(base, base) or base)
 
 
@@ -227,9 +235,7 @@ def _extension(tag: Any) -> Handler:
     uri, _, local = tag[1:].partition("}")
     prefix = _KNOWN_NAMESPACES.get(uri.lower())
     name = f"{prefix}_{local.lower()}"
-    if prefix not in _INERT_PREFIXES or hasattr(_FeedParserMixin, f"_start_{name}"):
-        raise Decline
-    if hasattr(_FeedParserMixin, f"_end_{name}"):
+    if prefix not in _INERT_PREFIXES or f"_start_{name}" in HANDLERS or f"_end_{name}" in HANDLERS:
         raise Decline
     return n.inert
 
