@@ -15,8 +15,9 @@ from pathlib import Path
 from . import __version__
 from .config import DEFAULT_PATH, Config, load_config
 from .errors import ConfigError, RenderError, StoreError
-from .pipeline import render_outputs
-from .scheduler import TickReport, run_once
+from .publish import render_outputs
+from .report import TickReport
+from .scheduler import run_once
 from .store import open_store
 from .types import SourceState, utc_now
 
@@ -61,11 +62,14 @@ def _cmd_check(config: Config) -> int:
     return 0
 
 
-def _print_report(report: TickReport) -> None:
-    for outcome in report.outcomes:
-        if not outcome.ok:
-            print(f"FAILED {outcome.error}", file=sys.stderr)
+def _print_report(report: TickReport) -> int:
+    for outcome in report.failures:
+        print(f"FAILED {outcome.error}", file=sys.stderr)
     print(report.summary())
+    if report.render_error:
+        print(f"error: {report.render_error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_once(config: Config, offline: bool) -> int:
@@ -74,14 +78,14 @@ def _cmd_once(config: Config, offline: bool) -> int:
         report = run_once(config, store, now=utc_now(), offline=offline)
     finally:
         store.close()
-    _print_report(report)
-    return 0
+    return _print_report(report)
 
 
 def _cmd_render(config: Config) -> int:
     store = open_store(config.storage.url)
     try:
-        store.sync_sources(config.sources, now=utc_now())
+        with store.transaction() as tx:
+            tx.sync_sources(config.sources, now=utc_now())
         reports = render_outputs(config, store)
     finally:
         store.close()
@@ -119,7 +123,8 @@ def format_sources(states: Sequence[SourceState], configured: set[str]) -> str:
 def _cmd_sources(config: Config) -> int:
     store = open_store(config.storage.url)
     try:
-        store.sync_sources(config.sources, now=utc_now())
+        with store.transaction() as tx:
+            tx.sync_sources(config.sources, now=utc_now())
         states = store.source_states()
     finally:
         store.close()

@@ -25,7 +25,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from .config import Config, load_config
 from .errors import AggregatorError, ConfigError
 from .metrics import Metrics
-from .scheduler import TickReport, build_scheduler
+from .report import TickReport
+from .scheduler import build_scheduler
 from .serve import OutputServer, start_server
 from .store import Store
 from .systemd import Notifier
@@ -76,11 +77,7 @@ class Daemon:
 
     def _ticked(self, report: TickReport) -> None:
         self._last_ping = time.monotonic()
-        ok = sum(o.ok for o in report.outcomes)
-        self.notifier.notify(
-            WATCHDOG=1,
-            STATUS=f"last tick: {report.due} due, {ok} ok, {len(report.outcomes) - ok} failed",
-        )
+        self.notifier.notify(WATCHDOG=1, STATUS=report.status_line())
 
     def _progress(self) -> None:
         # A tick over many slow sources can outlast WatchdogSec: ping while it makes progress.

@@ -1,68 +1,114 @@
-"""Compose the stages for one source: fetch -> prepare (parse + process) -> store.
+"""The poll of one source, top to bottom: fetch -> unchanged? -> prepare -> decide -> store.
 
-``fetch_source`` does I/O only (async, no store); ``prepare`` is pure and picklable, so it can
-run in a worker process; ``Ingest`` writes the results. ``SourceError`` is caught here (a
-failing source never stops a tick); bugs propagate.
+``poll_source`` is the whole life of one source in one poll, its failure paths included. What
+it needs from outside comes through a ``PollContext``: a slot under the tick's caps, where to
+prepare (inline or in a worker process), and how to store (a unit of work on the storing
+thread) or to record a poll that stored nothing (batched). The scheduler provides the context
+and knows nothing about what a poll does. ``SourceError`` is caught here (a failing source never
+stops a tick); anything else propagates to the scheduler.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from functools import partial
+from time import perf_counter  # durations of requests, not time of day
+from typing import Protocol
 
-from .config import Config, DedupConfig, OutputSpec, SourceConfig
+from .config import DedupConfig, SourceConfig
 from .errors import FetchError, SourceError
 from .fetch import MAX_BYTES, Http, fetch, freshness_s, read_fixture
-from .prepare import Prepared, prepare
+from .prepare import Prepared
 from .process import decide
-from .render import RenderReport, render_output
 from .schedule import Planner
-from .store import Store
-from .types import (
-    Channel,
-    FeedHints,
-    Fetched,
-    PollOutcome,
-    PollRecord,
-    PollState,
-)
+from .store import Transaction
+from .types import FeedHints, Fetched, PollOutcome, PollRecord, PollState
 
 log = logging.getLogger(__name__)
 
+Write = Callable[[Transaction], PollOutcome]  # one poll's writes, run in a unit of work
+
 
 @dataclass(frozen=True, slots=True)
-class FetchLimits:
-    """Per-request limits from ``[poll]``."""
+class Fetcher:
+    """Where documents come from: fixtures (``offline``) or HTTP, and the per-request limits."""
 
+    http: Http | None
+    offline: bool = False
     max_bytes: int = MAX_BYTES
     timeout_s: float = 60.0
 
 
-async def fetch_source(
-    source: SourceConfig,
-    state: PollState | None,
-    *,
-    offline: bool,
-    http: Http | None,
-    limits: FetchLimits = FetchLimits(),
-) -> Fetched:
-    """Get the source's document (no store access); raises SourceError."""
-    if offline:
+class PollContext(Protocol):
+    """What a poll needs from the tick running it."""
+
+    @property
+    def fetcher(self) -> Fetcher: ...
+    @property
+    def planner(self) -> Planner: ...
+    @property
+    def dedup(self) -> DedupConfig: ...
+
+    def slot(
+        self, source: SourceConfig, state: PollState | None
+    ) -> AbstractAsyncContextManager[None]:
+        """Held while the request is in flight: the tick's global and per-host caps."""
+
+    async def prepare(self, fetched: Fetched) -> Prepared:
+        """``prepare.prepare(fetched)``, inline or in a worker process."""
+
+    async def store(self, write: Write) -> PollOutcome:
+        """Run ``write`` in a unit of work (with other polls' writes, maybe) and return its
+        outcome once committed."""
+
+    def record(self, record: PollRecord) -> None:
+        """Write the bookkeeping of a poll that stored no entries (batched, later)."""
+
+
+async def poll_source(
+    source: SourceConfig, state: PollState | None, ctx: PollContext
+) -> PollOutcome:
+    """Poll one source once: fetch, skip what did not change, prepare, decide and store."""
+    async with ctx.slot(source, state):  # the time queued for a slot is not the request's
+        started = perf_counter()
+        try:
+            fetched = await fetch_source(source, state, ctx.fetcher)
+        except SourceError as exc:
+            return _recorded(ctx, *failed(ctx.planner, source, state, exc, started=started))
+    if is_unchanged(fetched, state):
+        return _recorded(ctx, *unchanged(ctx.planner, source, state, fetched, started=started))
+    try:
+        prepared = await ctx.prepare(fetched)
+    except SourceError as exc:
+        failure = failed(ctx.planner, source, state, exc, started=started, http=fetched.status)
+        return _recorded(ctx, *failure)
+    outcome = await ctx.store(
+        partial(store_entries, ctx.planner, ctx.dedup, source, fetched, prepared, started=started)
+    )
+    return logged(outcome)
+
+
+async def fetch_source(source: SourceConfig, state: PollState | None, via: Fetcher) -> Fetched:
+    """Get the source's document: its fixture offline, else a conditional GET of the URL it
+    lives at now (a permanent redirect moved it) with the validators it gave last time."""
+    if via.offline:
         if source.fixture is None:
             raise FetchError(source.id, "no fixture configured for --offline")
         return read_fixture(source.id, source.fixture, url=source.url)
-    if http is None:
+    if via.http is None:
         raise FetchError(source.id, "no HTTP client (offline run?)")
     return await fetch(
-        http,
+        via.http,
         source.id,
         state.url if state else source.url,
         etag=state.etag if state else None,
         last_modified=state.last_modified if state else None,
-        max_bytes=limits.max_bytes,
-        timeout_s=limits.timeout_s,
+        max_bytes=via.max_bytes,
+        timeout_s=via.timeout_s,
     )
 
 
@@ -75,121 +121,89 @@ def is_unchanged(fetched: Fetched, state: PollState | None) -> bool:
     )
 
 
-@dataclass
-class Ingest:
-    """Writes one tick's poll results; bookkeeping of polls without entries is batched."""
+def unchanged(
+    planner: Planner,
+    source: SourceConfig,
+    state: PollState | None,
+    fetched: Fetched,
+    *,
+    started: float,
+) -> tuple[PollRecord, PollOutcome]:
+    """Nothing new: when to look again (the server's freshness, the feed's hints)."""
+    max_age = freshness_s(fetched.headers, planner.now)
+    at = planner.next_for(source, max_age_s=max_age, hints=_hints(state))
+    record = PollRecord.from_fetched(fetched, status="not_modified", at=planner.now,
+                                     next_check_at=at)  # fmt: skip
+    outcome = PollOutcome(source.id, "not_modified", fetched.status, max_age_s=max_age,
+                          duration_s=perf_counter() - started)  # fmt: skip
+    return record, outcome
 
-    store: Store
-    planner: Planner
-    dedup: DedupConfig
-    records: list[PollRecord] = field(default_factory=list)
-    # Written when this many wait, at every render, and at the end of the tick. Large: a flush
-    # while fetches run makes the loop thread and SQLite (which lets go of the GIL on every
-    # row) hand the GIL back and forth per row; 5,000 rows are ~1 MB and ~50 ms to write.
-    batch: int = 5000
 
-    @property
-    def now(self) -> datetime:
-        return self.planner.now
+def failed(
+    planner: Planner,
+    source: SourceConfig,
+    state: PollState | None,
+    exc: SourceError,
+    *,
+    started: float,
+    http: int | None = None,
+) -> tuple[PollRecord, PollOutcome]:
+    """A failed poll: back off (or honour Retry-After); a 410 Gone disables the source."""
+    status = exc.status if isinstance(exc, FetchError) else http
+    retry = exc.retry_after_s if isinstance(exc, FetchError) else None
+    failures = (state.failures if state else 0) + 1
+    gone = status == 410
+    at = None if gone else planner.next_for(source, failures=failures, retry_after_s=retry,
+                                            hints=_hints(state))  # fmt: skip
+    kind = "gone" if gone else "failed"
+    record = PollRecord(source.id, kind, planner.now, at, http_status=status, error=str(exc))
+    outcome = PollOutcome(source.id, kind, status, error=str(exc), retry_after_s=retry,
+                          duration_s=perf_counter() - started)  # fmt: skip
+    return record, outcome
 
-    def unchanged(
-        self, source: SourceConfig, fetched: Fetched, state: PollState | None, duration_s: float
-    ) -> PollOutcome:
-        max_age = freshness_s(fetched.headers, self.now)
-        hints = _hints(state)
-        at = self.planner.next_for(source, max_age_s=max_age, hints=hints)
-        self._record(
-            PollRecord.from_fetched(fetched, status="not_modified", at=self.now, next_check_at=at)
-        )
-        return _done(
-            PollOutcome(
-                source.id, "not_modified", fetched.status, duration_s=duration_s, max_age_s=max_age
-            )
-        )
 
-    def failed(
-        self,
-        source: SourceConfig,
-        exc: SourceError,
-        state: PollState | None,
-        duration_s: float,
-        http_status: int | None = None,
-    ) -> PollOutcome:
-        status = exc.status if isinstance(exc, FetchError) else http_status
-        retry = exc.retry_after_s if isinstance(exc, FetchError) else None
-        gone = status == 410
-        failures = (state.failures if state else 0) + 1
-        at = (
-            None
-            if gone
-            else self.planner.next_for(
-                source, failures=failures, retry_after_s=retry, hints=_hints(state)
-            )
-        )
-        kind = "gone" if gone else "failed"
-        self._record(PollRecord(source.id, kind, self.now, at, http_status=status, error=str(exc)))
-        return _done(PollOutcome(source.id, kind, status, error=str(exc), duration_s=duration_s,
-                                 retry_after_s=retry))  # fmt: skip
+def store_entries(
+    planner: Planner,
+    dedup: DedupConfig,
+    source: SourceConfig,
+    fetched: Fetched,
+    prepared: Prepared,
+    tx: Transaction,
+    *,
+    started: float,
+) -> PollOutcome:
+    """Decide each entry's fate against what is stored, and write it all (one unit of work)."""
+    decisions = decide(
+        prepared.entries,
+        tx.known(source.id, prepared.entries),
+        now=planner.now,
+        title_window=timedelta(hours=dedup.title_window_hours),
+        min_title_length=dedup.min_title_length,
+    )
+    max_age = freshness_s(fetched.headers, planner.now)
+    at = planner.next_for(source, max_age_s=max_age, hints=prepared.hints)
+    record = replace(
+        PollRecord.from_fetched(fetched, status="ok", at=planner.now, next_check_at=at),
+        feed_title=prepared.title,
+        feed_link=prepared.link,
+        hints=prepared.hints,
+    )
+    result = tx.apply(source.id, decisions, record)
+    return PollOutcome(source.id, "ok", fetched.status, result, warnings=prepared.warnings,
+                       duration_s=perf_counter() - started, max_age_s=max_age)  # fmt: skip
 
-    def stored(
-        self, source: SourceConfig, fetched: Fetched, prepared: Prepared, duration_s: float
-    ) -> PollOutcome:
-        """Decide and write the entries of a prepared document (one transaction)."""
-        entries = prepared.entries
-        decisions = decide(
-            entries,
-            self.store.known(source.id, entries),
-            now=self.now,
-            title_window=timedelta(hours=self.dedup.title_window_hours),
-            min_title_length=self.dedup.min_title_length,
-        )
-        max_age = freshness_s(fetched.headers, self.now)
-        at = self.planner.next_for(source, max_age_s=max_age, hints=prepared.hints)
-        record = replace(
-            PollRecord.from_fetched(fetched, status="ok", at=self.now, next_check_at=at),
-            feed_title=prepared.title,
-            feed_link=prepared.link,
-            hints=prepared.hints,
-        )
-        result = self.store.apply(source.id, decisions, record)
-        outcome = PollOutcome(source.id, "ok", fetched.status, result, warnings=prepared.warnings,
-                              duration_s=duration_s, max_age_s=max_age)  # fmt: skip
-        return _done(outcome)
 
-    def ingest(
-        self,
-        source: SourceConfig,
-        got: Fetched | SourceError,
-        state: PollState | None,
-        duration_s: float = 0.0,
-    ) -> PollOutcome:
-        """Everything after the fetch, inline: unchanged, failed, or parse and store."""
-        if isinstance(got, SourceError):
-            return self.failed(source, got, state, duration_s)
-        if is_unchanged(got, state):
-            return self.unchanged(source, got, state, duration_s)
-        try:
-            prepared = prepare(got)
-        except SourceError as exc:
-            return self.failed(source, exc, state, duration_s, http_status=got.status)
-        return self.stored(source, got, prepared, duration_s)
-
-    def _record(self, record: PollRecord) -> None:
-        self.records.append(record)
-        if len(self.records) >= self.batch:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write the batched bookkeeping (one transaction)."""
-        records, self.records = self.records, []
-        self.store.record_polls(records)
+def _recorded(ctx: PollContext, record: PollRecord, outcome: PollOutcome) -> PollOutcome:
+    ctx.record(record)
+    return logged(outcome)
 
 
 def _hints(state: PollState | None) -> FeedHints:
     return FeedHints() if state is None else state.hints
 
 
-def _done(outcome: PollOutcome) -> PollOutcome:
+def logged(outcome: PollOutcome) -> PollOutcome:
+    """One line per source per poll (``poll source=... status=...``)."""
     r = outcome.result
     log.info(
         "poll source=%s status=%s http=%s new=%d updated=%d duplicate=%d duration_ms=%d%s",
@@ -205,33 +219,3 @@ def _done(outcome: PollOutcome) -> PollOutcome:
     for warning in outcome.warnings:
         log.debug("poll source=%s warning=%r", outcome.source_id, warning)
     return outcome
-
-
-def channel_for(config: Config, spec: OutputSpec) -> Channel:
-    return Channel(name=spec.name, title=spec.title, base_url=config.output.base_url)
-
-
-def render_outputs(config: Config, store: Store) -> tuple[RenderReport, ...]:
-    """Regenerate every configured output from the database alone."""
-    reports = []
-    for spec in config.outputs:
-        source_ids = [s.id for s in config.sources if spec.selects(s)]
-        entries = store.recent_entries(source_ids, limit=spec.limit)
-        reports.append(
-            render_output(channel_for(config, spec), entries, spec.formats, config.output.dir)
-        )
-    return tuple(reports)
-
-
-def summarise(outcomes: Sequence[PollOutcome], renders: Sequence[RenderReport]) -> str:
-    """The one-line summary `aggregator once` ends with."""
-    ok = sum(o.ok for o in outcomes)
-    new = sum(o.result.new for o in outcomes)
-    updated = sum(o.result.updated for o in outcomes)
-    dup = sum(o.result.duplicate for o in outcomes)
-    written = sum(len(r.written) for r in renders)
-    unchanged = sum(len(r.unchanged) for r in renders)
-    return (
-        f"sources: {ok} ok, {len(outcomes) - ok} failed; entries: {new} new, {updated} updated, "
-        f"{dup} duplicate; outputs: {written} written, {unchanged} unchanged"
-    )

@@ -31,7 +31,7 @@ import psutil
 from meter import measure, rss_mb, watch_tree
 
 from aggregator.config import parse_config
-from aggregator.pipeline import render_outputs
+from aggregator.publish import render_outputs
 from aggregator.scheduler import build_scheduler
 from aggregator.store import open_store
 

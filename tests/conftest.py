@@ -79,3 +79,11 @@ def sqlite_store(tmp_path: Path) -> Iterator[SqlStore]:
     s = open_store(f"sqlite:///{tmp_path / 'test.db'}")
     yield s
     s.close()
+
+
+@pytest.fixture
+def memory_store() -> Iterator[SqlStore]:
+    """An in-memory SQLite database, migrated: for pipeline and scheduler tests."""
+    s = open_store("sqlite://")
+    yield s
+    s.close()

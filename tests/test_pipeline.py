@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
-from datetime import timedelta
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import feedparser
 import pytest
 import yaml
 
-from aggregator.config import Config, load_config
-from aggregator.pipeline import render_outputs
+from aggregator.config import Config, DedupConfig, PollConfig, SourceConfig, load_config
+from aggregator.pipeline import Fetcher, Write, poll_source
+from aggregator.prepare import Prepared, prepare
+from aggregator.publish import render_outputs
+from aggregator.schedule import Planner
 from aggregator.scheduler import run_once
 from aggregator.store import SqlStore, open_store
+from aggregator.types import Fetched, PollOutcome, PollRecord, PollState
 
 from .conftest import ROOT, Clock
+from .feedserver import rss
 
 JING = shutil.which("jing")
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -245,3 +253,93 @@ def test_polling_over_http_uses_conditional_get(tmp_path: Path, clock: Clock) ->
         and requests[1].headers["if-none-match"] == '"v1"'
     )
     assert sum(len(r.written) for r in second.renders) == 0
+
+
+# -- poll_source alone: one source, a context of the test's own (no loop thread, no sockets) --
+
+
+class InlineContext:
+    """A ``PollContext`` that runs everything at once: prepare inline, store right away."""
+
+    def __init__(self, store: SqlStore, fetcher: Fetcher, now: datetime) -> None:
+        self.db, self.fetcher = store, fetcher
+        self.planner = Planner(PollConfig(jitter=0.0), now)
+        self.dedup = DedupConfig()
+        self.records: list[PollRecord] = []
+        self.slots = 0
+
+    @asynccontextmanager
+    async def slot(self, source: SourceConfig, state: PollState | None) -> AsyncIterator[None]:
+        self.slots += 1
+        yield
+
+    async def prepare(self, fetched: Fetched) -> Prepared:
+        return prepare(fetched)
+
+    async def store(self, write: Write) -> PollOutcome:  # type: ignore[misc]
+        with self.db.transaction() as tx:
+            return write(tx)
+
+    def record(self, record: PollRecord) -> None:
+        self.records.append(record)
+
+
+def _poll(ctx: InlineContext, source: SourceConfig, state: PollState | None = None) -> PollOutcome:
+    return asyncio.run(poll_source(source, state, ctx))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def inline(memory_store: SqlStore, tmp_path: Path, clock: Clock) -> InlineContext:
+    ctx = InlineContext(memory_store, Fetcher(None, offline=True), clock.now)
+    return ctx
+
+
+def _source(tmp_path: Path, body: bytes | None) -> SourceConfig:
+    fixture = tmp_path / "feed.xml"
+    if body is not None:
+        fixture.write_bytes(body)
+    return SourceConfig(id="s", url="https://s.example/feed", fixture=fixture)
+
+
+def test_poll_source_stores_a_new_document(
+    inline: InlineContext, tmp_path: Path, memory_store: SqlStore
+) -> None:
+    source = _source(tmp_path, rss("S", [("1", "first story"), ("2", "second story")]))
+    with memory_store.transaction() as tx:
+        tx.sync_sources([source], now=inline.planner.now)
+    outcome = _poll(inline, source)
+    assert (outcome.status, outcome.result.new, inline.slots) == ("ok", 2, 1)
+    assert inline.records == []  # its bookkeeping went with the entries, in one unit of work
+    stored = memory_store.recent_entries(["s"], limit=5)
+    assert sorted(e.title for e in stored) == ["first story", "second story"]
+
+
+def test_poll_source_records_an_unchanged_document_without_preparing_it(
+    inline: InlineContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = rss("S", [("1", "first story")])
+    source = _source(tmp_path, body)
+    state = PollState("s", source.url, body_hash=hashlib.sha256(body).hexdigest())
+    monkeypatch.setattr(InlineContext, "prepare", None)  # would fail if called
+    outcome = _poll(inline, source, state)
+    assert outcome.status == "not_modified"
+    (record,) = inline.records
+    assert (record.status, record.next_check_at) == (
+        "not_modified",
+        inline.planner.now + timedelta(minutes=30),
+    )
+
+
+def test_poll_source_records_failures_with_backoff(inline: InlineContext, tmp_path: Path) -> None:
+    missing = _source(tmp_path / "nowhere", None)
+    outcome = _poll(inline, missing, PollState("s", missing.url, failures=2))
+    assert outcome.status == "failed" and "cannot read fixture" in (outcome.error or "")
+    broken = _source(tmp_path, b"no feed here, not even XML")
+    outcome = _poll(inline, broken)
+    assert outcome.status == "failed" and outcome.http_status == 200
+    first, second = inline.records
+    assert (first.status, first.next_check_at) == (
+        "failed",
+        inline.planner.now + timedelta(hours=4),
+    )
+    assert second.next_check_at == inline.planner.now + timedelta(hours=1)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from aggregator.process import decide, normalise_entry
 from aggregator.store import SqlStore
 from aggregator.store.models import Base
+from aggregator.store.write import DECISIONS, ENTRIES
 from aggregator.types import (
     Action,
     Decision,
@@ -63,13 +65,29 @@ def record(source: str, got: Fetched | None = None, *, now: datetime = T0) -> Po
 def poll(
     store: SqlStore, source: str, entries: list[Entry], now: datetime = T0
 ) -> tuple[tuple[Decision, ...], StoreResult]:
-    decisions = decide(entries, store.known(source, entries), now=now, title_window=WINDOW)
-    return decisions, store.apply(source, decisions, record(source, now=now))
+    with store.transaction() as tx:
+        decisions = decide(entries, tx.known(source, entries), now=now, title_window=WINDOW)
+        return decisions, tx.apply(source, decisions, record(source, now=now))
+
+
+def sync(store: SqlStore, sources: Sequence[Src]) -> None:
+    with store.transaction() as tx:
+        tx.sync_sources(sources, now=T0)
+
+
+def apply(store: SqlStore, source: str, decisions: Sequence[Decision], rec: PollRecord) -> None:
+    with store.transaction() as tx:
+        tx.apply(source, decisions, rec)
+
+
+def record_polls(store: SqlStore, records: Sequence[PollRecord]) -> None:
+    with store.transaction() as tx:
+        tx.record_polls(records)
 
 
 @pytest.fixture
 def synced(store: SqlStore) -> SqlStore:
-    store.sync_sources(SOURCES, now=T0)
+    sync(store, SOURCES)
     return store
 
 
@@ -96,7 +114,7 @@ def test_sync_sources_follows_config_edits(synced: SqlStore) -> None:
         "One",
         SOURCES[0].url,
     )
-    synced.sync_sources([Src("s1", "https://moved.example/feed", "Renamed", None, False)], now=T0)
+    sync(synced, [Src("s1", "https://moved.example/feed", "Renamed", None, False)])
     state = synced.source_state("s1")
     assert state is not None
     assert (state.url, state.title, state.enabled) == (
@@ -141,7 +159,7 @@ def test_unique_constraint_is_the_guarantee(synced: SqlStore) -> None:
     e = make("s1", "a")
     stale = (Decision(Action.NEW, e, "raced"),)  # as if two writers decided concurrently
     for _ in range(2):
-        synced.apply("s1", stale, record("s1"))
+        apply(synced, "s1", stale, record("s1"))
     assert len(synced.recent_entries(["s1"], limit=10)) == 1
     state = synced.source_state("s1")
     assert state is not None and state.entry_count == 1
@@ -166,11 +184,12 @@ def test_newest_first_and_limit(synced: SqlStore) -> None:
 
 
 def test_failures_and_not_modified_are_recorded(synced: SqlStore) -> None:
-    synced.record_polls(
+    record_polls(
+        synced,
         [
             PollRecord("s1", "failed", T0, T0 + WINDOW, http_status=500, error="s1: HTTP 500"),
             PollRecord("s1", "gone", T0, None, http_status=410, error="s1: HTTP 410 gone"),
-        ]
+        ],
     )
     state = synced.source_state("s1")
     assert state is not None and (state.failures, state.status, state.http_status) == (
@@ -178,10 +197,11 @@ def test_failures_and_not_modified_are_recorded(synced: SqlStore) -> None:
         "gone",
         410,
     )
-    synced.apply("s1", (), record("s1", fetched("s1", body=b"body")))
+    apply(synced, "s1", (), record("s1", fetched("s1", body=b"body")))
     not_modified = replace(fetched("s1", etag='"v1"'), status=304, body=None, body_hash=None)
-    synced.record_polls(
-        [PollRecord.from_fetched(not_modified, status="not_modified", at=T0, next_check_at=T0)]
+    record_polls(
+        synced,
+        [PollRecord.from_fetched(not_modified, status="not_modified", at=T0, next_check_at=T0)],
     )
     state = synced.source_state("s1")
     assert state is not None and (state.failures, state.status, state.etag) == (
@@ -195,10 +215,10 @@ def test_failures_and_not_modified_are_recorded(synced: SqlStore) -> None:
 
 def test_permanent_redirect_updates_the_polled_url(synced: SqlStore) -> None:
     moved = replace(fetched("s1"), permanent_url="https://new.example/feed")
-    synced.apply("s1", (), record("s1", moved))
+    apply(synced, "s1", (), record("s1", moved))
     state = synced.source_state("s1")
     assert state is not None and state.url == "https://new.example/feed"
-    synced.sync_sources(SOURCES, now=T0)  # the config did not change: keep the new URL
+    sync(synced, SOURCES)  # the config did not change: keep the new URL
     state = synced.source_state("s1")
     assert state is not None and state.url == "https://new.example/feed"
 
@@ -207,10 +227,17 @@ def test_decisions_are_kept_as_data(synced: SqlStore) -> None:
     poll(synced, "s1", [make("s1", "a", link="https://news.example/x")])
     poll(synced, "s2", [make("s2", "b", link="https://news.example/x")])
     (entry,) = synced.recent_entries(["s1"], limit=1)
-    entry_id = synced.entry_ids_by_uid([entry.uid])[entry.uid]
-    trail = synced.decisions_for(entry_id)
-    assert [(s, a) for _, s, a, _ in trail] == [("s1", "new"), ("s2", "merge")]
-    assert "same link" in trail[1][3]
+    entries, decisions = ENTRIES.c, DECISIONS.c
+    trail_of = (
+        select(decisions.source_id, decisions.action, decisions.reason)
+        .join_from(DECISIONS, ENTRIES, ENTRIES.c.id == decisions.entry_id)
+        .where(entries.uid == entry.uid)
+        .order_by(decisions.id)
+    )
+    with synced.engine.connect() as conn:
+        trail = conn.execute(trail_of).all()
+    assert [(s, a) for s, a, _ in trail] == [("s1", "new"), ("s2", "merge")]
+    assert "same link" in trail[1][2]
 
 
 def test_sqlite_uses_wal(sqlite_store: SqlStore) -> None:
@@ -249,14 +276,15 @@ def test_sqlite_datetime_text_is_sqlalchemys_own_format(when: datetime) -> None:
 def test_due_states_earliest_first_never_gone_disabled_or_unconfigured(store: SqlStore) -> None:
     sources = [Src(f"s{i}", f"https://{i}.example/feed") for i in range(5)]
     sources.append(Src("off", "https://off.example/feed", enabled=False))
-    store.sync_sources(sources, now=T0)
-    store.record_polls(
+    sync(store, sources)
+    record_polls(
+        store,
         [
             PollRecord("s0", "not_modified", T0, T0 + timedelta(hours=3), http_status=304),
             PollRecord("s1", "ok", T0, T0 + timedelta(hours=1), http_status=200, etag='"e1"'),
             PollRecord("s2", "gone", T0, None, http_status=410, error="gone"),
             PollRecord("s3", "failed", T0, T0 + timedelta(minutes=30), error="HTTP 500"),
-        ]
+        ],
     )  # s4 and "off" stay due since T0
     among = ["s0", "s1", "s2", "s3", "off"]  # s4 is in the database, not in the config
     due = store.due_states(T0 + timedelta(hours=2), among=among)
@@ -307,7 +335,7 @@ def test_bulk_insert_returns_inserted_rows_skips_conflicts_and_binds_like_core(
     from aggregator.store.bulk import MAX_PARAMS, BulkInsert
     from aggregator.store.write import ENTRIES, ITEMS, SOURCES
 
-    store.sync_sources([Src("s1", "https://1.example/feed")], now=T0)
+    sync(store, [Src("s1", "https://1.example/feed")])
     later = T0.astimezone(timezone(timedelta(hours=-5)))  # stored as UTC all the same
     n = MAX_PARAMS // 9 * 2 + 7  # items have 9 columns: three statements on SQLite
     rows = [
@@ -354,7 +382,7 @@ def test_bulk_execute_binds_like_core_and_skips_nothing(store: SqlStore) -> None
     from aggregator.store.bulk import BulkExecute
     from aggregator.store.write import SOURCES
 
-    store.sync_sources([Src(f"s{i}", f"https://{i}.example/feed") for i in range(3)], now=T0)
+    sync(store, [Src(f"s{i}", f"https://{i}.example/feed") for i in range(3)])
     change = BulkExecute(
         update(SOURCES)
         .where(SOURCES.c.id == bindparam("b_id"))

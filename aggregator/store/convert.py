@@ -1,4 +1,4 @@
-"""Conversions between ORM rows and the dataclasses of ``aggregator.types``."""
+"""Conversions between Core rows and the dataclasses of ``aggregator.types``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..types import Enclosure, Entry, FeedHints, PollState, Provenance, SourceState, StoredEntry
-from .models import EntryRow, SourceRow
 
 # One encoder for every call: ``json.dumps`` with options builds a new one each time, which
 # costs more than encoding the short lists stored here (two per entry).
@@ -40,7 +39,8 @@ def _int_list(value: str | None) -> tuple[int, ...]:
     return tuple(json.loads(value)) if value and value != "[]" else ()
 
 
-def to_state(row: SourceRow, entry_count: int) -> SourceState:
+def to_state(row: Any, entry_count: int) -> SourceState:
+    """From a row of ``sources`` (every column)."""
     return SourceState(
         source_id=row.id,
         url=row.url,
@@ -78,7 +78,8 @@ def to_poll_state(row: Sequence[Any]) -> PollState:
     return PollState(source_id, url, etag, last_modified, body_hash, failures, hints)
 
 
-def to_stored(row: EntryRow, sources: tuple[Provenance, ...], group: str | None) -> StoredEntry:
+def to_stored(row: Any, sources: tuple[Provenance, ...], group: str | None) -> StoredEntry:
+    """From a row of ``entries`` (every column)."""
     return StoredEntry(
         uid=row.uid,
         title=row.title,

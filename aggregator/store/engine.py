@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import StaticPool
 
 from ..errors import StoreError
 
@@ -24,9 +25,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _in_memory(url: str) -> bool:
+    return url in ("sqlite://", "sqlite:///:memory:")
+
+
 def make_engine(url: str) -> Engine:
+    # An in-memory SQLite database lives as long as its connection: one, shared by all threads.
+    shared: dict[str, Any] = (
+        {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+        if _in_memory(url)
+        else {}
+    )
     try:
-        engine = create_engine(url)
+        engine = create_engine(url, **shared)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         raise StoreError(f"cannot open database {url!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":

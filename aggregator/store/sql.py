@@ -1,23 +1,21 @@
 """The SQLAlchemy implementation of ``Store``: SQLite (WAL) by default, PostgreSQL alike.
 
-One short transaction per poll, or one per ``batch`` of polls. Inserts use the dialect's
-ON CONFLICT DO NOTHING; the unique
-constraints (``items(source_id, key)``, ``entries(uid)``) are what guarantees no duplicates even
-with concurrent writers.
+One way to write: ``with store.transaction() as tx`` is one unit of work on one Core connection
+(begun at its first statement; every write through ``tx`` commits together, or none does).
+Reads run on a connection of their own. Driver errors become ``StoreError`` here, once. Inserts
+use the dialect's ON CONFLICT DO NOTHING; the unique constraints (``items(source_id, key)``,
+``entries(uid)``) are what guarantees no duplicates even with concurrent writers.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from ..errors import StoreError
 from ..types import (
@@ -34,7 +32,6 @@ from ..types import (
     StoreResult,
 )
 from .convert import POLL_COLUMNS, to_poll_state, to_state, to_stored
-from .models import DecisionRow, EntryRow, ItemRow, SourceRow
 from .write import ENTRIES, ITEMS, SOURCES, apply_decisions, record_feed, record_polls
 
 if TYPE_CHECKING:
@@ -81,10 +78,151 @@ def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
         yield values[start : start + CHUNK]
 
 
-@dataclass
-class _Batch:
-    stack: ExitStack
-    conn: Connection | None = None
+def _wrapped(exc: SQLAlchemyError) -> StoreError:
+    return StoreError(f"database error: {exc}")
+
+
+class SqlTransaction:
+    """One unit of work: the writes of a poll (or of many), and the reads that decide them.
+
+    Begins at its first statement on a connection of its own; ``SqlStore.transaction`` commits
+    it, or rolls it back when the block raises.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Connection | None = None
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            conn = self._engine.connect()
+            conn.begin()
+            self._conn = conn
+        return self._conn
+
+    def end(self, *, commit: bool) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:  # nothing was read or written: nothing to end
+            return
+        try:
+            if commit:
+                conn.commit()
+            else:
+                conn.rollback()
+        finally:
+            conn.close()
+
+    # -- sources ----------------------------------------------------------------------------------
+
+    def sync_sources(self, sources: Iterable[SourceLike], *, now: datetime) -> None:
+        """Create rows for configured sources and follow edits of url, title, group, enabled."""
+        columns = (SOURCES.c.id, SOURCES.c.config_url, SOURCES.c.title, SOURCES.c.group_name,
+                   SOURCES.c.enabled)  # fmt: skip
+        rows = {row.id: row for row in self.conn.execute(select(*columns))}
+        new: list[dict[str, Any]] = []
+        moved: list[dict[str, Any]] = []
+        edited: list[dict[str, Any]] = []
+        for src in sources:
+            row = rows.get(src.id)
+            about = {"title": src.title, "group_name": src.group, "enabled": src.enabled}
+            if row is None:
+                new.append({"id": src.id, "url": src.url, "config_url": src.url, "status": "new",
+                            "failures": 0, "next_check_at": now, **about})  # fmt: skip
+                continue
+            if row.config_url != src.url:  # the operator changed it: start afresh
+                moved.append({"b_id": src.id, "b_url": src.url})
+            if (row.title, row.group_name, row.enabled) != (src.title, src.group, src.enabled):
+                edited.append({"b_id": src.id, **{f"b_{k}": v for k, v in about.items()}})
+        if new:
+            self.conn.execute(insert(SOURCES), new)
+        if moved:
+            fresh = {"etag": None, "last_modified": None, "body_hash": None, "status": "new",
+                     "failures": 0, "next_check_at": now}  # fmt: skip
+            url: Any = bindparam("b_url")
+            self.conn.execute(_by_id().values(url=url, config_url=url, **fresh), moved)
+        if edited:
+            about_params: dict[str, Any] = {
+                k: bindparam(f"b_{k}") for k in ("title", "group_name", "enabled")
+            }
+            self.conn.execute(_by_id().values(**about_params), edited)
+
+    def remove_sources(self, source_ids: Sequence[str]) -> int:
+        """Forget sources and what only they carried; merged entries others carry stay (their
+        oldest other carrier becomes their primary source). Returns the entries dropped."""
+        ids = list(source_ids)
+        if not ids:
+            return 0
+        self._reassign_primaries(ids)
+        self.conn.execute(delete(ITEMS).where(ITEMS.c.source_id.in_(ids)))
+        # What is still primary to a removed source had no other carrier.
+        dropped = self.conn.execute(delete(ENTRIES).where(ENTRIES.c.primary_source_id.in_(ids)))
+        self.conn.execute(delete(SOURCES).where(SOURCES.c.id.in_(ids)))
+        return int(dropped.rowcount or 0)
+
+    def _reassign_primaries(self, removed: list[str]) -> None:
+        owned = select(ENTRIES.c.id).where(ENTRIES.c.primary_source_id.in_(removed))
+        others = (
+            select(ITEMS.c.entry_id, ITEMS.c.id, ITEMS.c.source_id)
+            .where(ITEMS.c.entry_id.in_(owned), ITEMS.c.source_id.not_in(removed))
+            .order_by(ITEMS.c.entry_id, ITEMS.c.id)
+        )
+        heirs: dict[int, tuple[int, str]] = {}
+        for entry_id, item_id, source_id in self.conn.execute(others):
+            heirs.setdefault(entry_id, (item_id, source_id))
+        if not heirs:
+            return
+        self.conn.execute(
+            update(ENTRIES).where(ENTRIES.c.id == bindparam("b_id"))
+            .values(primary_source_id=bindparam("b_source")),
+            [{"b_id": e, "b_source": s} for e, (_, s) in heirs.items()],
+        )  # fmt: skip
+        self.conn.execute(
+            update(ITEMS).where(ITEMS.c.id == bindparam("b_id")).values(is_primary=True),
+            [{"b_id": item_id} for item_id, _ in heirs.values()],
+        )
+
+    # -- a poll's writes --------------------------------------------------------------------------
+
+    def known(self, source_id: str, entries: Sequence[Entry]) -> Known:
+        """Stored items of this source with the same keys, and merged entries that may match."""
+        keys = [e.key for e in entries]
+        links = sorted({e.norm_link for e in entries if e.norm_link})
+        titles = sorted({e.norm_title for e in entries if e.norm_title})
+        items: dict[str, KnownItem] = {}
+        found: dict[int, tuple[str | None, str, datetime]] = {}
+        conn = self.conn
+        for chunk in _chunks(keys):
+            params = {"source": source_id, "keys": list(chunk)}
+            for key, entry_id, content_hash, primary in conn.execute(_KNOWN_ITEMS, params):
+                items[key] = KnownItem(key, entry_id, content_hash, primary)
+        for start in range(0, max(len(links), len(titles)), CHUNK):
+            params = {
+                "links": links[start : start + CHUNK],
+                "titles": titles[start : start + CHUNK],
+            }
+            for row_id, link, title, sort_at in conn.execute(_CANDIDATES, params):
+                found[row_id] = (link, title, sort_at)
+        carriers = _carriers(conn, sorted(found))
+        candidates = tuple(Candidate(i, carriers.get(i, ()), *found[i]) for i in sorted(found))
+        return Known(items=items, candidates=candidates)
+
+    def apply(
+        self, source_id: str, decisions: Sequence[Decision], record: PollRecord
+    ) -> StoreResult:
+        """Write one poll's verdicts and the source's new state."""
+        result = apply_decisions(self.conn, source_id, decisions, record.at)
+        record_feed(self.conn, record)
+        return result
+
+    def record_polls(self, records: Sequence[PollRecord]) -> None:
+        """Bookkeeping of polls that stored no entries (304s, unchanged bodies, failures)."""
+        if records:
+            record_polls(self.conn, records)
+
+
+def _by_id() -> Any:
+    return update(SOURCES).where(SOURCES.c.id == bindparam("b_id"))
 
 
 class SqlStore:
@@ -92,119 +230,50 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._local = threading.local()  # .batch: this thread's open batch, if any
 
     @contextmanager
-    def _session(self) -> Iterator[Session]:
+    def transaction(self) -> Iterator[SqlTransaction]:
+        """``with store.transaction() as tx``: every write through ``tx`` commits, or none."""
+        tx = SqlTransaction(self.engine)
         try:
-            with Session(self.engine, expire_on_commit=False) as session, session.begin():
-                yield session
+            yield tx
+        except BaseException as exc:
+            with suppress(SQLAlchemyError):  # the connection is gone: the database rolls back
+                tx.end(commit=False)
+            if isinstance(exc, SQLAlchemyError):
+                raise _wrapped(exc) from exc
+            raise
+        try:
+            tx.end(commit=True)
         except SQLAlchemyError as exc:
-            raise StoreError(f"database error: {exc}") from exc
+            raise _wrapped(exc) from exc
 
     @contextmanager
-    def _conn(self) -> Iterator[Connection]:
-        batch: _Batch | None = getattr(self._local, "batch", None)
+    def _read(self) -> Iterator[Connection]:
         try:
-            if batch is not None:  # inside ``batch``: its transaction, begun at first use
-                if batch.conn is None:
-                    batch.conn = batch.stack.enter_context(self.engine.begin())
-                yield batch.conn
-                return
-            with self.engine.begin() as conn:
+            with self.engine.connect() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise StoreError(f"database error: {exc}") from exc
-
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Run this thread's Core reads and writes (``known``, ``apply``, ``record_polls``,
-        ``poll_states`` ...) in one transaction: all of them commit, or none.
-
-        A tick stores the results that are ready together: one commit instead of two per
-        source. The transaction begins at the first statement (a batch of 304s that writes
-        nothing costs nothing). Nested batches join the outer one; other threads are not
-        affected.
-        """
-        if getattr(self._local, "batch", None) is not None:
-            yield
-            return
-        batch = self._local.batch = _Batch(ExitStack())
-        try:
-            with batch.stack:  # commits if the block ended normally, else rolls back
-                yield
-        except SQLAlchemyError as exc:
-            raise StoreError(f"database error: {exc}") from exc
-        finally:
-            self._local.batch = None
+            raise _wrapped(exc) from exc
 
     def close(self) -> None:
         self.engine.dispose()
 
     def ping(self) -> None:
         """Raise StoreError unless the database answers a trivial query."""
-        with self._session() as session:
-            session.execute(select(1))
+        with self._read() as conn:
+            conn.execute(select(1))
 
-    # -- sources ----------------------------------------------------------------------------------
-
-    def sync_sources(self, sources: Iterable[SourceLike], *, now: datetime) -> None:
-        """Create rows for configured sources and follow edits of url, title, group, enabled."""
-        with self._session() as session:
-            rows = {row.id: row for row in session.scalars(select(SourceRow))}
-            for src in sources:
-                row = rows.get(src.id)
-                if row is None:
-                    row = SourceRow(id=src.id, url=src.url, config_url=src.url, status="new")
-                    row.failures, row.next_check_at = 0, now
-                    session.add(row)
-                elif row.config_url != src.url:  # the operator changed it: start afresh
-                    row.url, row.config_url = src.url, src.url
-                    row.etag = row.last_modified = row.body_hash = None
-                    row.status, row.failures, row.next_check_at = "new", 0, now
-                row.title, row.group_name, row.enabled = src.title, src.group, src.enabled
-
-    def source_state(self, source_id: str) -> SourceState | None:
-        with self._session() as session:
-            row = session.get(SourceRow, source_id)
-            if row is None:
-                return None
-            count = session.scalar(
-                select(func.count()).select_from(ItemRow).where(ItemRow.source_id == source_id)
-            )
-            return to_state(row, count or 0)
-
-    def source_states(self) -> tuple[SourceState, ...]:
-        with self._session() as session:
-            stmt = select(ItemRow.source_id, func.count()).group_by(ItemRow.source_id)
-            counts = {source_id: count for source_id, count in session.execute(stmt)}
-            rows = session.scalars(select(SourceRow).order_by(SourceRow.id))
-            return tuple(to_state(row, counts.get(row.id, 0)) for row in rows)
-
-    def count_failing(self) -> int:
-        """Sources whose last poll failed (or that are gone)."""
-        with self._conn() as conn:
-            stmt = (
-                select(func.count())
-                .select_from(SOURCES)
-                .where(SOURCES.c.status.in_(("failed", "gone")))
-            )
-            return int(conn.execute(stmt).scalar() or 0)
+    # -- what a tick reads ------------------------------------------------------------------------
 
     def poll_states(self, source_ids: Sequence[str]) -> dict[str, PollState]:
         """What a tick needs of many sources, in one narrow query per chunk of ids."""
-        with self._conn() as conn:
+        with self._read() as conn:
             return {
                 row[0]: to_poll_state(row)
                 for chunk in _chunks(list(source_ids))
                 for row in conn.execute(select(*_POLL).where(SOURCES.c.id.in_(chunk)))
             }
-
-    def record_polls(self, records: Sequence[PollRecord]) -> None:
-        """Bookkeeping of polls that stored no entries (304s, unchanged bodies, failures)."""
-        if records:
-            with self._conn() as conn:
-                record_polls(conn, records)
 
     def due_states(self, now: datetime, *, among: Sequence[str]) -> dict[str, PollState]:
         """The sources (of ``among``) whose next check is due, earliest first, with what the
@@ -223,141 +292,81 @@ class SqlStore:
             )
             .order_by(SOURCES.c.next_check_at, SOURCES.c.id)
         )
-        with self._conn() as conn:
+        with self._read() as conn:
             return {row[0]: to_poll_state(row) for row in conn.execute(stmt) if row[0] in wanted}
 
-    def schedule(self, source_id: str, next_check_at: datetime | None) -> None:
-        with self._session() as session:
-            session.execute(
-                update(SourceRow)
-                .where(SourceRow.id == source_id)
-                .values(next_check_at=next_check_at)
-            )
+    # -- what the CLI, the server and the renderers read ------------------------------------------
 
-    def remove_sources(self, source_ids: Sequence[str]) -> int:
-        """Forget sources and what only they carried; merged entries others carry stay."""
-        with self._session() as session:
-            ids = list(source_ids)
-            carried = select(ItemRow.entry_id).where(ItemRow.source_id.in_(ids))
-            entry_ids = list(session.scalars(carried.distinct()))
-            session.execute(delete(ItemRow).where(ItemRow.source_id.in_(ids)))
-            orphans = list(
-                session.scalars(
-                    select(EntryRow.id).where(
-                        EntryRow.id.in_(entry_ids), ~EntryRow.id.in_(select(ItemRow.entry_id))
-                    )
-                )
-            )
-            session.execute(delete(EntryRow).where(EntryRow.id.in_(orphans)))
-            self._reassign_primaries(session, ids)
-            session.execute(delete(SourceRow).where(SourceRow.id.in_(ids)))
-            return len(orphans)
+    def source_state(self, source_id: str) -> SourceState | None:
+        with self._read() as conn:
+            row = conn.execute(select(SOURCES).where(SOURCES.c.id == source_id)).first()
+            if row is None:
+                return None
+            count = conn.execute(
+                select(func.count()).select_from(ITEMS).where(ITEMS.c.source_id == source_id)
+            ).scalar()
+            return to_state(row, count or 0)
 
-    @staticmethod
-    def _reassign_primaries(session: Session, removed: Sequence[str]) -> None:
-        """Entries whose primary source was removed now belong to their oldest other carrier."""
-        stmt = select(EntryRow).where(EntryRow.primary_source_id.in_(list(removed)))
-        for entry in session.scalars(stmt):
-            item = session.scalars(
-                select(ItemRow).where(ItemRow.entry_id == entry.id).order_by(ItemRow.id).limit(1)
-            ).first()
-            if item is not None:
-                entry.primary_source_id, item.is_primary = item.source_id, True
+    def source_states(self) -> tuple[SourceState, ...]:
+        with self._read() as conn:
+            stmt = select(ITEMS.c.source_id, func.count()).group_by(ITEMS.c.source_id)
+            counts = {source_id: count for source_id, count in conn.execute(stmt)}
+            rows = conn.execute(select(SOURCES).order_by(SOURCES.c.id))
+            return tuple(to_state(row, counts.get(row.id, 0)) for row in rows)
 
-    # -- entries ----------------------------------------------------------------------------------
-
-    def known(self, source_id: str, entries: Sequence[Entry]) -> Known:
-        """Stored items of this source with the same keys, and merged entries that may match."""
-        keys = [e.key for e in entries]
-        links = sorted({e.norm_link for e in entries if e.norm_link})
-        titles = sorted({e.norm_title for e in entries if e.norm_title})
-        items: dict[str, KnownItem] = {}
-        found: dict[int, tuple[str | None, str, datetime]] = {}
-        with self._conn() as conn:
-            for chunk in _chunks(keys):
-                params = {"source": source_id, "keys": list(chunk)}
-                for key, entry_id, content_hash, primary in conn.execute(_KNOWN_ITEMS, params):
-                    items[key] = KnownItem(key, entry_id, content_hash, primary)
-            for start in range(0, max(len(links), len(titles)), CHUNK):
-                params = {
-                    "links": links[start : start + CHUNK],
-                    "titles": titles[start : start + CHUNK],
-                }
-                for row_id, link, title, sort_at in conn.execute(_CANDIDATES, params):
-                    found[row_id] = (link, title, sort_at)
-            carriers = _carriers(conn, sorted(found))
-        candidates = tuple(Candidate(i, carriers.get(i, ()), *found[i]) for i in sorted(found))
-        return Known(items=items, candidates=candidates)
-
-    def apply(
-        self, source_id: str, decisions: Sequence[Decision], record: PollRecord
-    ) -> StoreResult:
-        """Write one poll's verdicts and the source's new state in one transaction."""
-        with self._conn() as conn:
-            result = apply_decisions(conn, source_id, decisions, record.at)
-            record_feed(conn, record)
-        return result
-
-    # -- reading for outputs ----------------------------------------------------------------------
+    def count_failing(self) -> int:
+        """Sources whose last poll failed (or that are gone)."""
+        stmt = (
+            select(func.count())
+            .select_from(SOURCES)
+            .where(SOURCES.c.status.in_(("failed", "gone")))
+        )
+        with self._read() as conn:
+            return int(conn.execute(stmt).scalar() or 0)
 
     def recent_entries(self, source_ids: Sequence[str], *, limit: int) -> tuple[StoredEntry, ...]:
         """The newest ``limit`` merged entries carried by any of ``source_ids``, newest first."""
         if not source_ids:
             return ()
-        with self._session() as session:
-            carried = select(ItemRow.entry_id).where(ItemRow.source_id.in_(list(source_ids)))
-            rows = list(
-                session.scalars(
-                    select(EntryRow)
-                    .where(EntryRow.id.in_(carried))
-                    .order_by(EntryRow.sort_at.desc(), EntryRow.id.desc())
-                    .limit(limit)
-                )
-            )
-            provenance, groups = self._provenance(session, [row.id for row in rows])
+        carried = select(ITEMS.c.entry_id).where(ITEMS.c.source_id.in_(list(source_ids)))
+        stmt = (
+            select(ENTRIES)
+            .where(ENTRIES.c.id.in_(carried))
+            .order_by(ENTRIES.c.sort_at.desc(), ENTRIES.c.id.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+            provenance, groups = _provenance(conn, [row.id for row in rows])
         return tuple(
             to_stored(row, provenance.get(row.id, ()), groups.get(row.primary_source_id))
             for row in rows
         )
 
-    @staticmethod
-    def _provenance(
-        session: Session, entry_ids: Sequence[int]
-    ) -> tuple[dict[int, tuple[Provenance, ...]], dict[str, str | None]]:
-        out: dict[int, list[Provenance]] = {}
-        groups: dict[str, str | None] = {}
-        for chunk in _chunks(entry_ids):
-            stmt = (
-                select(ItemRow, SourceRow)
-                .join(SourceRow, SourceRow.id == ItemRow.source_id)
-                .where(ItemRow.entry_id.in_(chunk))
-                .order_by(ItemRow.entry_id, ItemRow.is_primary.desc(), ItemRow.id)
-            )
-            for item, src in session.execute(stmt):
-                groups[src.id] = src.group_name
-                out.setdefault(item.entry_id, []).append(
-                    Provenance(
-                        source_id=src.id,
-                        source_title=src.title or src.feed_title or src.id,
-                        source_url=src.url,
-                        feed_link=src.feed_link,
-                        link=item.link,
-                        guid=item.guid,
-                    )
-                )
-        return {k: tuple(v) for k, v in out.items()}, groups
 
-    def decisions_for(self, entry_id: int) -> tuple[tuple[str, str, str, str], ...]:
-        """(at, source_id, action, reason) of every recorded verdict about one merged entry."""
-        with self._session() as session:
-            stmt = (
-                select(DecisionRow).where(DecisionRow.entry_id == entry_id).order_by(DecisionRow.id)
-            )
-            return tuple(
-                (d.at.isoformat(), d.source_id, d.action, d.reason) for d in session.scalars(stmt)
-            )
+_PROVENANCE = (
+    select(
+        ITEMS.c.entry_id, ITEMS.c.link, ITEMS.c.guid, SOURCES.c.id, SOURCES.c.title,
+        SOURCES.c.feed_title, SOURCES.c.url, SOURCES.c.feed_link, SOURCES.c.group_name,
+    )
+    .join(SOURCES, SOURCES.c.id == ITEMS.c.source_id)
+    .where(ITEMS.c.entry_id.in_(bindparam("ids", expanding=True)))
+    .order_by(ITEMS.c.entry_id, ITEMS.c.is_primary.desc(), ITEMS.c.id)
+)  # fmt: skip
 
-    def entry_ids_by_uid(self, uids: Sequence[str]) -> dict[str, int]:
-        with self._session() as session:
-            stmt = select(EntryRow.uid, EntryRow.id).where(EntryRow.uid.in_(list(uids)))
-            return {uid: entry_id for uid, entry_id in session.execute(stmt)}
+
+def _provenance(
+    conn: Connection, entry_ids: Sequence[int]
+) -> tuple[dict[int, tuple[Provenance, ...]], dict[str, str | None]]:
+    """The sources that carried each entry (primary first), and each source's group."""
+    out: dict[int, list[Provenance]] = {}
+    groups: dict[str, str | None] = {}
+    for chunk in _chunks(entry_ids):
+        for row in conn.execute(_PROVENANCE, {"ids": list(chunk)}):
+            entry_id, link, guid, source_id, title, feed_title, url, feed_link, group = row
+            groups[source_id] = group
+            out.setdefault(entry_id, []).append(
+                Provenance(source_id=source_id, source_title=title or feed_title or source_id,
+                           source_url=url, feed_link=feed_link, link=link, guid=guid)
+            )  # fmt: skip
+    return {k: tuple(v) for k, v in out.items()}, groups

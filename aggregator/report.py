@@ -1,0 +1,65 @@
+"""What one tick did, counted in one place: its log line, the CLI's summary, systemd's status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .render import RenderReport
+from .types import PollOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    due: int = 0
+    outcomes: tuple[PollOutcome, ...] = ()
+    renders: tuple[RenderReport, ...] = ()
+    abandoned: int = 0
+    render_error: str | None = None  # the outputs could not be written (old ones kept)
+
+    @property
+    def rendered(self) -> bool:
+        return bool(self.renders)
+
+    @property
+    def ok(self) -> int:
+        return sum(o.ok for o in self.outcomes)
+
+    @property
+    def failed(self) -> int:
+        return len(self.outcomes) - self.ok
+
+    @property
+    def failures(self) -> tuple[PollOutcome, ...]:
+        return tuple(o for o in self.outcomes if not o.ok)
+
+    @property
+    def new(self) -> int:
+        return sum(o.result.new for o in self.outcomes)
+
+    @property
+    def updated(self) -> int:
+        return sum(o.result.updated for o in self.outcomes)
+
+    @property
+    def duplicate(self) -> int:
+        return sum(o.result.duplicate for o in self.outcomes)
+
+    def log_line(self) -> str:
+        return (
+            f"tick due={self.due} ok={self.ok} failed={self.failed} new={self.new} "
+            f"updated={self.updated} rendered={self.rendered}"
+        )
+
+    def status_line(self) -> str:
+        """systemd's STATUS= after a tick."""
+        return f"last tick: {self.due} due, {self.ok} ok, {self.failed} failed"
+
+    def summary(self) -> str:
+        """The one-line summary `aggregator once` ends with."""
+        written = sum(len(r.written) for r in self.renders)
+        unchanged = sum(len(r.unchanged) for r in self.renders)
+        return (
+            f"sources: {self.ok} ok, {self.failed} failed; entries: {self.new} new, "
+            f"{self.updated} updated, {self.duplicate} duplicate; "
+            f"outputs: {written} written, {unchanged} unchanged"
+        )

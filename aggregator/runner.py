@@ -1,0 +1,348 @@
+"""Run one tick's polls concurrently; knows how to run them, nothing of what a poll does.
+
+Two contexts: the polls (``pipeline.poll_source``) run on an event loop in a thread of their
+own, under a global and a per-host cap on requests in flight; their writes run on the tick's
+own thread, which stores the jobs that are ready together in one unit of work. Between them
+travel typed messages: ``StoreJob`` (one poll's writes, its outcome sent back), ``Bookkeeping``
+(the batched records of polls that stored nothing) and ``PollsDone``. Documents are prepared
+in worker processes when a tick is large.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .config import DedupConfig, SourceConfig
+from .errors import FetchError, ParseError, SourceError, StoreError
+from .fetch import Http
+from .pipeline import Fetcher, Write, failed, logged, poll_source
+from .prepare import Prepared, prepare
+from .schedule import Planner
+from .store import Store
+from .types import Fetched, PollOutcome, PollRecord, PollState
+from .workers import ParseWorkers
+
+log = logging.getLogger(__name__)
+
+STORE_BATCH = 64  # at most this many polls' writes per unit of work
+# Records of polls that stored nothing, written this many at a time (and at the end of the
+# tick). Large: a write while fetches run makes the loop thread and SQLite (which lets go of
+# the GIL on every row) hand the GIL back and forth per row.
+BOOKKEEPING_BATCH = 5000
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop where it is installed (a dependency on Linux and macOS), else
+    asyncio's: its timers, callbacks and socket I/O cost less per request."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - e.g. Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class FetchLoop:
+    """An event loop in a thread of its own, with the one shared HTTP client on it."""
+
+    def __init__(self, make_http: Callable[[], Http] | None) -> None:
+        self.loop = new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="fetch-loop", daemon=True)
+        self.thread.start()
+        self._make_http = make_http
+        self.http: Http | None = None
+
+    async def client(self) -> Http | None:
+        """The shared client, made on first use inside the loop (aiohttp wants that)."""
+        if self.http is None and self._make_http is not None:
+            self.http = self._make_http()
+        return self.http
+
+    def close(self) -> None:
+        if self.http is not None:
+            asyncio.run_coroutine_threadsafe(self.http.aclose(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.loop.close()
+
+
+def interleave_by_host(items: Sequence[tuple[str, SourceConfig]]) -> list[SourceConfig]:
+    """Round-robin over hosts, so the workers are not all queued behind one host's cap."""
+    queues: dict[str, deque[SourceConfig]] = defaultdict(deque)
+    for host, source in items:
+        queues[host].append(source)
+    out: list[SourceConfig] = []
+    while queues:
+        for host in list(queues):
+            out.append(queues[host].popleft())
+            if not queues[host]:
+                del queues[host]
+    return out
+
+
+def host_of(url: str) -> str:
+    return urlsplit(url).netloc.lower()
+
+
+# -- messages from the loop to the storing thread -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoreJob:
+    """One poll's writes; the outcome (or the error) goes back to ``done`` on the loop."""
+
+    write: Write
+    done: asyncio.Future[PollOutcome]
+
+
+@dataclass(frozen=True, slots=True)
+class Bookkeeping:
+    """Records of polls that stored no entries (304s, unchanged bodies, failures)."""
+
+    records: tuple[PollRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PollsDone:
+    """The loop's last message of a tick."""
+
+
+Message = StoreJob | Bookkeeping | PollsDone
+
+
+# -- the loop's side ------------------------------------------------------------------------------
+
+
+class _Slot:
+    """A request's place under the caps: its host's, then one of the tick's."""
+
+    __slots__ = ("_host", "_total")
+
+    def __init__(self, host: asyncio.Semaphore, total: asyncio.Semaphore) -> None:
+        self._host, self._total = host, total
+
+    async def __aenter__(self) -> None:
+        await self._host.acquire()
+        try:
+            await self._total.acquire()
+        except BaseException:
+            self._host.release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._total.release()
+        self._host.release()
+
+
+@dataclass
+class TickRun:
+    """One tick's polls on the loop: the ``PollContext`` they run in, and the workers."""
+
+    fetcher: Fetcher
+    planner: Planner
+    dedup: DedupConfig
+    outbox: queue.SimpleQueue[list[Message]]
+    max_concurrency: int
+    per_host: int
+    parse_workers: ParseWorkers | None = None  # None: prepare inline
+    hosts: dict[str, str] = field(default_factory=dict)  # source id -> host of its URL
+    on_outcome: Callable[[PollOutcome], None] = lambda outcome: None
+    _records: list[PollRecord] = field(default_factory=list)
+    _total: asyncio.Semaphore | None = None
+    _host_caps: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    _sending: list[Message] = field(default_factory=list)
+
+    # -- PollContext ------------------------------------------------------------------------------
+
+    def slot(self, source: SourceConfig, state: PollState | None) -> _Slot:
+        if self._total is None:
+            self._total = asyncio.Semaphore(self.max_concurrency)
+        host = self.hosts.get(source.id, "")
+        cap = self._host_caps.get(host)
+        if cap is None:
+            cap = self._host_caps[host] = asyncio.Semaphore(self.per_host)
+        return _Slot(cap, self._total)
+
+    async def prepare(self, fetched: Fetched) -> Prepared:
+        try:
+            return await self._prepare(fetched)
+        except SourceError:
+            raise
+        except Exception as exc:  # a parser bug on one document fails that source alone
+            log.error("preparing %s crashed", fetched.source_id, exc_info=exc)
+            raise ParseError(fetched.source_id, f"internal error: {exc!r}") from exc
+
+    async def _prepare(self, fetched: Fetched) -> Prepared:
+        if self.parse_workers is not None:
+            try:
+                return await asyncio.wrap_future(self.parse_workers.submit(fetched))
+            except BrokenProcessPool:
+                self.parse_workers.broken()
+                self.parse_workers = None
+        return prepare(fetched)
+
+    async def store(self, write: Write) -> PollOutcome:
+        done: asyncio.Future[PollOutcome] = asyncio.get_running_loop().create_future()
+        self._send(StoreJob(write, done))
+        return await done
+
+    def record(self, record: PollRecord) -> None:
+        self._records.append(record)
+        if len(self._records) >= BOOKKEEPING_BATCH:
+            self._send(Bookkeeping(tuple(self._records)))
+            self._records.clear()
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def _send(self, message: Message) -> None:
+        """Messages leave in batches: what one loop iteration produced, one hand-over."""
+        if not self._sending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._sending.append(message)
+
+    def _flush(self) -> None:
+        messages, self._sending = self._sending, []
+        self.outbox.put(messages)
+
+    async def run(
+        self,
+        order: Sequence[SourceConfig],
+        states: dict[str, PollState],
+        *,
+        workers: int,
+        stopping: threading.Event,
+        drain_s: float,
+    ) -> tuple[list[PollOutcome], int]:
+        """Poll ``order`` with ``workers`` polls at a time; return the outcomes (as they came)
+        and how many sources were abandoned because the tick was asked to stop."""
+        todo = deque(order)
+        outcomes: list[PollOutcome] = []
+        cancelled = 0
+
+        async def worker() -> None:
+            nonlocal cancelled
+            while todo and not stopping.is_set():
+                source = todo.popleft()
+                try:
+                    outcome = await self._guarded(source, states.get(source.id))
+                except asyncio.CancelledError:  # stopping, and the drain time is over
+                    cancelled += 1
+                    raise
+                outcomes.append(outcome)
+                self.on_outcome(outcome)
+
+        try:
+            tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, len(order)))]
+            await _drain(tasks, stopping, drain_s)
+        finally:
+            if self._records:
+                self._send(Bookkeeping(tuple(self._records)))
+                self._records.clear()
+            self._send(PollsDone())
+        return outcomes, cancelled + len(todo)
+
+    async def _guarded(self, source: SourceConfig, state: PollState | None) -> PollOutcome:
+        """``poll_source``, with a bug or a database failure failing this source alone."""
+        try:
+            return await poll_source(source, state, self)
+        except StoreError as exc:  # nothing was written: the source stays due, retried next tick
+            return logged(PollOutcome(source.id, "failed", error=f"{source.id}: {exc}"))
+        except Exception as exc:
+            log.exception("poll of %s crashed", source.id)
+            error = FetchError(source.id, f"internal error: {exc!r}")
+            record, outcome = failed(self.planner, source, state, error, started=0.0)
+            self.record(record)
+            return logged(outcome)
+
+
+async def _drain(
+    tasks: Sequence[asyncio.Future[None]], stopping: threading.Event, drain_s: float
+) -> None:
+    """Wait for ``tasks``; once ``stopping`` is set, give them ``drain_s``, then cancel them."""
+    pending = set(tasks)
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+        if stopping.is_set() and pending:
+            _, pending = await asyncio.wait(pending, timeout=drain_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            return
+
+
+# -- the storing thread's side --------------------------------------------------------------------
+
+
+def _settle(results: list[tuple[asyncio.Future[PollOutcome], PollOutcome | BaseException]]) -> None:
+    for done, result in results:
+        if done.done():  # its poll was cancelled (stopping): the write stands all the same
+            continue
+        if isinstance(result, BaseException):
+            done.set_exception(result)
+        else:
+            done.set_result(result)
+
+
+@dataclass
+class Writer:
+    """The storing side of a tick, on the tick's own thread: units of work as jobs arrive."""
+
+    store: Store
+    loop: asyncio.AbstractEventLoop
+    changed: bool = False  # something stored changes what outputs show
+
+    def run(self, inbox: queue.SimpleQueue[list[Message]], *, between: Callable[[], None]) -> None:
+        """Store what arrives until ``PollsDone``; ``between`` runs after every batch."""
+        finished = False
+        while not finished:
+            messages = inbox.get()
+            while len(messages) < STORE_BATCH:
+                try:
+                    messages += inbox.get_nowait()
+                except queue.Empty:
+                    break
+            jobs = [m for m in messages if isinstance(m, StoreJob)]
+            for m in messages:
+                if isinstance(m, Bookkeeping):
+                    self._bookkeeping(m.records)
+            for start in range(0, len(jobs), STORE_BATCH):
+                self._store(jobs[start : start + STORE_BATCH])
+            finished = any(isinstance(m, PollsDone) for m in messages)
+            between()
+
+    def _store(self, jobs: list[StoreJob]) -> None:
+        """The jobs in one unit of work; if it fails, each alone: one bad write fails itself."""
+        try:
+            with self.store.transaction() as tx:
+                outcomes: list[PollOutcome | BaseException] = [job.write(tx) for job in jobs]
+        except Exception as exc:
+            if len(jobs) > 1:
+                for job in jobs:
+                    self._store([job])
+                return
+            outcomes = [exc]
+        self.changed = self.changed or any(
+            isinstance(o, PollOutcome) and _changes_outputs(o) for o in outcomes
+        )
+        self.loop.call_soon_threadsafe(
+            _settle, [(j.done, o) for j, o in zip(jobs, outcomes, strict=True)]
+        )
+
+    def _bookkeeping(self, records: Sequence[PollRecord]) -> None:
+        try:
+            with self.store.transaction() as tx:
+                tx.record_polls(records)
+        except StoreError as exc:  # these sources stay due: polled again next tick
+            log.error("could not record %d polls: %s", len(records), exc)
+
+
+def _changes_outputs(outcome: PollOutcome) -> bool:
+    """New or updated entries, or merges (which add provenance), change what outputs show."""
+    return outcome.result.changed or outcome.result.duplicate > 0
