@@ -3,7 +3,7 @@
 The CLI is imported only when it runs: parse workers start by re-importing the main module
 (``multiprocessing`` does that for the console script too), and importing all of
 ``aggregator.cli`` (SQLAlchemy, Alembic, aiohttp, APScheduler ...) would cost each worker
-~0.6 s and ~45 MB that it never uses.
+time and memory for modules it never uses.
 """
 
 from __future__ import annotations

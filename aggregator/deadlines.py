@@ -1,7 +1,7 @@
 """Total timeouts for many concurrent operations on one event loop, with one timer.
 
 ``asyncio.timeout`` arms (and cancels) a loop timer on every call: for a conditional GET that
-ends in a 304 that is ~7 % of its CPU time (issue #5), and a tick makes thousands. Here each
+ends in a 304 that is a noticeable share of its CPU time, and a tick makes thousands. Here each
 operation only records when it must end; one timer, set for the earliest deadline, cancels
 the operations that are late when it fires and re-arms itself for the next one. Deadlines
 handed out later than the armed one (the usual case: the same timeout, later starts) cost no

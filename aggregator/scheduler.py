@@ -180,18 +180,7 @@ class Scheduler:
         """Run the polls on the fetch loop while this thread stores what they bring."""
         loop = self._fetch_loop()
         inbox: queue.SimpleQueue[list[Message]] = queue.SimpleQueue()
-        run = TickRun(
-            fetcher=Fetcher(_call(loop, loop.client()), offline=self.offline,
-                            max_bytes=config.poll.max_bytes, timeout_s=config.poll.timeout_s),
-            planner=Planner(config.poll, now),
-            dedup=config.dedup,
-            outbox=inbox,
-            max_concurrency=config.poll.max_concurrency,
-            per_host=config.poll.per_host,
-            parse_workers=self._parse_workers(len(order)),
-            hosts={s.id: self._host(s, states.get(s.id)) for s in order},
-            on_outcome=self._observe,
-        )  # fmt: skip
+        run = self._tick_run(config, now, order, states, loop, inbox)
         # Offline (fixture) runs poll one source at a time, in config order: ids, merges and
         # outputs are reproducible. Otherwise: the caps' worth of requests, plus documents
         # waiting to be stored (backpressure: a fast network cannot pile every body of a
@@ -201,7 +190,7 @@ class Scheduler:
         workers = 1 if self.offline else config.poll.max_concurrency + pending
         polls = run.run(order, states, workers=workers, stopping=self._stopping,
                         drain_s=self.drain_s)  # fmt: skip
-        future = asyncio_submit(loop, polls)
+        future = _submit(loop, polls)
         writer = Writer(self.store, loop.loop)
         try:
             writer.run(inbox, between=lambda: publisher.maybe(writer))
@@ -210,6 +199,29 @@ class Scheduler:
             raise
         publisher.changed = publisher.changed or writer.changed
         return future.result()
+
+    def _tick_run(
+        self,
+        config: Config,
+        now: datetime,
+        order: Sequence[SourceConfig],
+        states: dict[str, PollState],
+        loop: FetchLoop,
+        inbox: queue.SimpleQueue[list[Message]],
+    ) -> TickRun:
+        poll = config.poll
+        return TickRun(
+            fetcher=Fetcher(_submit(loop, loop.client()).result(), offline=self.offline,
+                            max_bytes=poll.max_bytes, timeout_s=poll.timeout_s),
+            planner=Planner(poll, now),
+            dedup=config.dedup,
+            outbox=inbox,
+            max_concurrency=poll.max_concurrency,
+            per_host=poll.per_host,
+            parse_workers=self._parse_workers(len(order)),
+            hosts={s.id: self._host(s, states.get(s.id)) for s in order},
+            on_outcome=self._observe,
+        )  # fmt: skip
 
     def _parse_workers(self, due: int) -> ParseWorkers | None:
         """The worker processes, for a large tick (or once they run), unless offline."""
@@ -274,12 +286,8 @@ class _Publisher:
         return True
 
 
-def _call(loop: FetchLoop, coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on the fetch loop and wait for its result."""
-    return asyncio_submit(loop, coro).result()
-
-
-def asyncio_submit(loop: FetchLoop, coro: Coroutine[Any, Any, T]) -> Future[T]:
+def _submit(loop: FetchLoop, coro: Coroutine[Any, Any, T]) -> Future[T]:
+    """Run ``coro`` on the fetch loop; its result comes back through the future."""
     return asyncio.run_coroutine_threadsafe(coro, loop.loop)
 
 

@@ -2,7 +2,7 @@
 
 SQLAlchemy runs an executemany INSERT by processing every row's parameters in Python (cache
 key, ``construct_params``, bind processors per value): for the rows of a cold tick that costs
-more than SQLite's own work of storing them (issue #5). On SQLite, ``BulkInsert`` compiles the
+more than SQLite's own work of storing them. On SQLite, ``BulkInsert`` compiles the
 very same Core statement once, then hands the rows to the driver as tuples, each value through
 its column's own bind processor (the ones SQLAlchemy would apply): one multi-row VALUES
 statement per chunk when RETURNING is wanted (what SQLAlchemy's "insertmanyvalues" sends),
