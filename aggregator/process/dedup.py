@@ -1,7 +1,8 @@
 """Dedup keys, content hashes and the per-entry verdicts. Pure: no I/O, no clock.
 
 The store's unique constraints are the real guarantee; these verdicts decide what to write and
-are kept as data (``Decision``) so that ``explain`` can trace every entry's fate.
+are kept as data (``Decision``) so that ``explain`` can trace every entry's fate. Keys and
+hashes are stored with the version of their recipe (issue #10).
 """
 
 from __future__ import annotations
@@ -11,13 +12,26 @@ import json
 import re
 import unicodedata
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from ..types import Action, Candidate, Decision, Enclosure, Entry, Known
+from ..types import Action, Candidate, Decision, Enclosure, Entry, Known, KnownItem
+from .links import normalise_link
+
+# The versions of the two recipes, stored with every item (``items.key_version`` and
+# ``items.hash_version``; rows from before versions existed are 1).
+# CONTENT_HASH_VERSION: bump it with any change to what ``content_hash`` gets (its fields, the
+# HTML cleaning, an nh3 upgrade that cleans differently): stored items are then re-hashed
+# silently at their next poll (``Action.REHASH``) instead of all reported as updated.
+# KEY_VERSION: bump it with any change to ``entry_key`` (or to ``normalise_link``) and add a
+# migration that re-keys the stored items (``aggregator.store.rekey``), or every stored entry
+# comes back as new.
+CONTENT_HASH_VERSION = 1
+KEY_VERSION = 1
 
 _PUNCT_OR_SPACE = re.compile(r"[\W_]+", re.UNICODE)
 # Keys and comparison forms are indexed; PostgreSQL's btree rejects values over ~2.7 kB.
 MAX_INDEXED = 500
+_PROBE_AT = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def normalise_title(title: str | None) -> str:
@@ -71,6 +85,37 @@ def content_hash(
     return _digest(title, link, author, content_html, summary, thumbnail, list(categories), encl)
 
 
+def stored_key(
+    *,
+    guid: str | None,
+    link: str | None,
+    title: str | None = None,
+    norm_title: str | None = None,
+    published_at: datetime | None = None,
+    body: str | None = None,
+) -> str | None:
+    """The key ``entry_key`` gives a stored item, from what the store keeps (for re-keying).
+
+    Items keep their guid and link; ``title``, ``norm_title``, ``published_at`` and ``body``
+    are the merged entry's, the item's own only if it is the primary one (else pass ``None``).
+    ``None`` when that is not enough: a key hashed from a title or content not stored.
+    """
+    norm_link = normalise_link(link)
+    if title is None or norm_title is None or body is None:
+        # Probe with two different fillers: a key that does not change does not depend on them.
+        first = entry_key(guid=guid, norm_link=norm_link, title="", published_at=None, body="")
+        other = entry_key(
+            guid=guid, norm_link=norm_link, title="?", published_at=_PROBE_AT, body="?"
+        )
+        return first if first == other else None
+    # The stored title is the display title: the feed's own when it had one (it normalises to
+    # the stored ``norm_title`` then), else one made from the text, which the key never saw.
+    raw_title = title if normalise_title(title) == norm_title else ""
+    return entry_key(
+        guid=guid, norm_link=norm_link, title=raw_title, published_at=published_at, body=body
+    )
+
+
 def _match(
     entry: Entry,
     candidates: Sequence[Candidate],
@@ -97,6 +142,29 @@ def _match(
     return None
 
 
+def _verdict(
+    action: Action, entry: Entry, reason: str, entry_id: int | None = None, primary: bool = True
+) -> Decision:
+    """A verdict stamped with the versions of the recipes the entry's key and hash come from."""
+    return Decision(
+        action, entry, reason, entry_id, primary,
+        key_version=KEY_VERSION, hash_version=CONTENT_HASH_VERSION,
+    )  # fmt: skip
+
+
+def _known(entry: Entry, item: KnownItem) -> Decision:
+    """The verdict on an entry this source carried before: unchanged, update or re-hash."""
+    if item.hash_version != CONTENT_HASH_VERSION:
+        # Hashes of two recipes cannot be compared, so a content change made at the same time
+        # goes unreported: the price of an upgrade, far better than every stored entry
+        # reported as updated once, in every reader (issue #10).
+        reason = f"content hash v{item.hash_version} replaced by v{CONTENT_HASH_VERSION}"
+        return _verdict(Action.REHASH, entry, reason, item.entry_id, item.primary)
+    if item.content_hash == entry.content_hash:
+        return _verdict(Action.UNCHANGED, entry, "same content", item.entry_id, item.primary)
+    return _verdict(Action.UPDATE, entry, "content changed", item.entry_id, item.primary)
+
+
 def decide(
     entries: Sequence[Entry],
     known: Known,
@@ -105,24 +173,17 @@ def decide(
     title_window: timedelta,
     min_title_length: int = 6,
 ) -> tuple[Decision, ...]:
-    """Classify each entry of one poll as new, update, unchanged, merge or duplicate."""
+    """Classify each entry of one poll as new, update, unchanged, re-hash, merge or duplicate."""
     decisions: list[Decision] = []
     batch_keys: set[str] = set()
     for entry in entries:
         if entry.key in batch_keys:
-            decisions.append(Decision(Action.DUPLICATE, entry, "key repeated in the document"))
+            decisions.append(_verdict(Action.DUPLICATE, entry, "key repeated in the document"))
             continue
         batch_keys.add(entry.key)
         item = known.items.get(entry.key)
         if item is not None:
-            if item.content_hash == entry.content_hash:
-                decisions.append(
-                    Decision(Action.UNCHANGED, entry, "same content", item.entry_id, item.primary)
-                )
-            else:
-                decisions.append(
-                    Decision(Action.UPDATE, entry, "content changed", item.entry_id, item.primary)
-                )
+            decisions.append(_known(entry, item))
             continue
         found = _match(
             entry,
@@ -133,7 +194,7 @@ def decide(
         )
         if found is not None:
             cand, reason = found
-            decisions.append(Decision(Action.MERGE, entry, reason, cand.entry_id, primary=False))
+            decisions.append(_verdict(Action.MERGE, entry, reason, cand.entry_id, primary=False))
         else:
-            decisions.append(Decision(Action.NEW, entry, "not seen before"))
+            decisions.append(_verdict(Action.NEW, entry, "not seen before"))
     return tuple(decisions)
