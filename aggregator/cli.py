@@ -39,8 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("check", help="validate the config; list every problem")
-    once = sub.add_parser("once", help="poll every enabled source now, store, render, exit")
+    once = sub.add_parser("once", help="poll the due sources now, store, render, exit")
     once.add_argument("--offline", action="store_true", help="read each source's fixture")
+    once.add_argument(
+        "--force",
+        action="store_true",
+        help="also poll sources not yet due (never one that is gone or told to wait)",
+    )
     sub.add_parser("render", help="regenerate outputs from the database alone")
     sub.add_parser("sources", help="show each source's polling state")
     run = sub.add_parser("run", help="run the daemon: poll on schedule, serve the outputs")
@@ -72,10 +77,10 @@ def _print_report(report: TickReport) -> int:
     return 0
 
 
-def _cmd_once(config: Config, offline: bool) -> int:
+def _cmd_once(config: Config, *, offline: bool, force: bool) -> int:
     store = open_store(config.storage.url)
     try:
-        report = run_once(config, store, now=utc_now(), offline=offline)
+        report = run_once(config, store, now=utc_now(), offline=offline, force=force)
     finally:
         store.close()
     return _print_report(report)
@@ -162,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return _cmd_check(config)
         if args.command == "once":
-            return _cmd_once(config, args.offline)
+            return _cmd_once(config, offline=args.offline, force=args.force)
         if args.command == "render":
             return _cmd_render(config)
         if args.command == "sources":

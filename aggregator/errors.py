@@ -3,7 +3,7 @@
     AggregatorError
      +-- ConfigError            the config file is unreadable or invalid (lists every problem)
      +-- SourceError            one source failed; never stops a run (carries source_id)
-     |    +-- FetchError        HTTP / fixture read failed (status=, retry_after=)
+     |    +-- FetchError        HTTP / fixture read failed (status=, retry_after_s=, timed_out=)
      |    +-- ParseError        the document is not a feed we can read
      +-- StoreError             the database failed
      +-- RenderError            an output could not be rendered or written
@@ -55,10 +55,12 @@ class FetchError(SourceError):
         *,
         status: int | None = None,
         retry_after_s: float | None = None,
+        timed_out: bool = False,
     ) -> None:
         super().__init__(source_id, message)
         self.status = status
         self.retry_after_s = retry_after_s
+        self.timed_out = timed_out  # no complete answer in time: the host may be struggling
 
 
 class ParseError(SourceError):

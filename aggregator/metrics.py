@@ -37,7 +37,9 @@ class Metrics:
         self.ticks = Counter("aggregator_ticks", "Scheduler ticks run", registry=r)
         # Every series exists from the start; the children are kept (``labels`` looks its
         # argument up under a lock, per poll otherwise).
-        self._polls = {s: self.polls.labels(s) for s in ("ok", "not_modified", "failed", "gone")}
+        self._polls = {
+            s: self.polls.labels(s) for s in ("ok", "not_modified", "failed", "gone", "deferred")
+        }
         self._entries = {a: self.entries.labels(a) for a in ("new", "updated", "duplicate")}
 
     def observe_poll(self, outcome: PollOutcome) -> None:

@@ -131,9 +131,9 @@ def unchanged(
 ) -> tuple[PollRecord, PollOutcome]:
     """Nothing new: when to look again (the server's freshness, the feed's hints)."""
     max_age = freshness_s(fetched.headers, planner.now)
-    at = planner.next_for(source, max_age_s=max_age, hints=_hints(state))
+    nxt = planner.next_for(source, max_age_s=max_age, hints=_hints(state))
     record = PollRecord.from_fetched(fetched, status="not_modified", at=planner.now,
-                                     next_check_at=at)  # fmt: skip
+                                     next_check_at=nxt.at, why=nxt.why)  # fmt: skip
     outcome = PollOutcome(source.id, "not_modified", fetched.status, max_age_s=max_age,
                           duration_s=perf_counter() - started)  # fmt: skip
     return record, outcome
@@ -152,13 +152,14 @@ def failed(
     status = exc.status if isinstance(exc, FetchError) else http
     retry = exc.retry_after_s if isinstance(exc, FetchError) else None
     failures = (state.failures if state else 0) + 1
-    gone = status == 410
-    at = None if gone else planner.next_for(source, failures=failures, retry_after_s=retry,
-                                            hints=_hints(state))  # fmt: skip
-    kind = "gone" if gone else "failed"
-    record = PollRecord(source.id, kind, planner.now, at, http_status=status, error=str(exc))
+    kind = "gone" if status == 410 else "failed"
+    nxt = planner.next_for(source, failures=failures, retry_after_s=retry, hints=_hints(state))
+    at, why = (None, "gone") if kind == "gone" else (nxt.at, nxt.why)
+    record = PollRecord(source.id, kind, planner.now, at, http_status=status, error=str(exc),
+                        next_check_why=why)  # fmt: skip
+    timed_out = isinstance(exc, FetchError) and exc.timed_out
     outcome = PollOutcome(source.id, kind, status, error=str(exc), retry_after_s=retry,
-                          duration_s=perf_counter() - started)  # fmt: skip
+                          duration_s=perf_counter() - started, timed_out=timed_out)  # fmt: skip
     return record, outcome
 
 
@@ -181,9 +182,11 @@ def store_entries(
         min_title_length=dedup.min_title_length,
     )
     max_age = freshness_s(fetched.headers, planner.now)
-    at = planner.next_for(source, max_age_s=max_age, hints=prepared.hints)
+    nxt = planner.next_for(source, max_age_s=max_age, hints=prepared.hints)
     record = replace(
-        PollRecord.from_fetched(fetched, status="ok", at=planner.now, next_check_at=at),
+        PollRecord.from_fetched(
+            fetched, status="ok", at=planner.now, next_check_at=nxt.at, why=nxt.why
+        ),
         feed_title=prepared.title,
         feed_link=prepared.link,
         hints=prepared.hints,

@@ -26,11 +26,16 @@ class TickReport:
 
     @property
     def failed(self) -> int:
-        return len(self.outcomes) - self.ok
+        return sum(o.failed for o in self.outcomes)
+
+    @property
+    def deferred(self) -> int:
+        """Not polled this tick (host timed out, tick out of time): due again at the next."""
+        return len(self.outcomes) - self.ok - self.failed
 
     @property
     def failures(self) -> tuple[PollOutcome, ...]:
-        return tuple(o for o in self.outcomes if not o.ok)
+        return tuple(o for o in self.outcomes if o.failed)
 
     @property
     def new(self) -> int:
@@ -46,20 +51,24 @@ class TickReport:
 
     def log_line(self) -> str:
         return (
-            f"tick due={self.due} ok={self.ok} failed={self.failed} new={self.new} "
-            f"updated={self.updated} rendered={self.rendered}"
+            f"tick due={self.due} ok={self.ok} failed={self.failed} deferred={self.deferred} "
+            f"new={self.new} updated={self.updated} rendered={self.rendered}"
         )
 
     def status_line(self) -> str:
         """systemd's STATUS= after a tick."""
-        return f"last tick: {self.due} due, {self.ok} ok, {self.failed} failed"
+        return f"last tick: {self.due} due, {self.ok} ok, {self.failed} failed{self._deferred()}"
+
+    def _deferred(self) -> str:
+        return f", {self.deferred} deferred" if self.deferred else ""
 
     def summary(self) -> str:
         """The one-line summary `aggregator once` ends with."""
         written = sum(len(r.written) for r in self.renders)
         unchanged = sum(len(r.unchanged) for r in self.renders)
         return (
-            f"sources: {self.ok} ok, {self.failed} failed; entries: {self.new} new, "
+            f"sources: {self.ok} ok, {self.failed} failed{self._deferred()}; "
+            f"entries: {self.new} new, "
             f"{self.updated} updated, {self.duplicate} duplicate; "
             f"outputs: {written} written, {unchanged} unchanged"
         )

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -120,25 +121,39 @@ Message = StoreJob | Bookkeeping | PollsDone
 # -- the loop's side ------------------------------------------------------------------------------
 
 
+class Deferred(Exception):
+    """Not polled this tick (its host timed out, or the tick ran out of time): due again next."""
+
+
 class _Slot:
-    """A request's place under the caps: its host's, then one of the tick's."""
+    """A request's place under the caps: its host's, then one of the tick's. A host that timed
+    out earlier in the tick is not asked again: its sources are deferred."""
 
-    __slots__ = ("_host", "_total")
+    __slots__ = ("_host", "_run", "_total")
 
-    def __init__(self, host: asyncio.Semaphore, total: asyncio.Semaphore) -> None:
-        self._host, self._total = host, total
+    def __init__(self, run: TickRun, host: str) -> None:
+        self._run, self._host = run, host
 
     async def __aenter__(self) -> None:
-        await self._host.acquire()
+        run = self._run
+        cap = run._host_caps.get(self._host)
+        if cap is None:
+            cap = run._host_caps[self._host] = asyncio.Semaphore(run.per_host)
+        await cap.acquire()
         try:
-            await self._total.acquire()
+            await run.total.acquire()
         except BaseException:
-            self._host.release()
+            cap.release()
             raise
+        why = run.why_not_now(self._host)
+        if why is not None:
+            run.total.release()
+            cap.release()
+            raise Deferred(why)
 
     async def __aexit__(self, *exc: object) -> None:
-        self._total.release()
-        self._host.release()
+        self._run.total.release()
+        self._run._host_caps[self._host].release()
 
 
 @dataclass
@@ -154,21 +169,32 @@ class TickRun:
     parse_workers: ParseWorkers | None = None  # None: prepare inline
     hosts: dict[str, str] = field(default_factory=dict)  # source id -> host of its URL
     on_outcome: Callable[[PollOutcome], None] = lambda outcome: None
+    deadline: float | None = None  # ``clock()`` past which no new poll starts (deferred)
+    clock: Callable[[], float] = time.monotonic
+    gave_up: set[str] = field(default_factory=set)  # hosts that timed out in this tick
     _records: list[PollRecord] = field(default_factory=list)
     _total: asyncio.Semaphore | None = None
     _host_caps: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _sending: list[Message] = field(default_factory=list)
 
+    @property
+    def total(self) -> asyncio.Semaphore:
+        if self._total is None:
+            self._total = asyncio.Semaphore(self.max_concurrency)
+        return self._total
+
+    def why_not_now(self, host: str) -> str | None:
+        """Why a request to ``host`` should wait for the next tick, if it should."""
+        if host in self.gave_up:
+            return f"{host} timed out earlier in this tick: deferred"
+        if self.deadline is not None and self.clock() >= self.deadline:
+            return "the tick ran out of time: deferred"
+        return None
+
     # -- PollContext ------------------------------------------------------------------------------
 
     def slot(self, source: SourceConfig, state: PollState | None) -> _Slot:
-        if self._total is None:
-            self._total = asyncio.Semaphore(self.max_concurrency)
-        host = self.hosts.get(source.id, "")
-        cap = self._host_caps.get(host)
-        if cap is None:
-            cap = self._host_caps[host] = asyncio.Semaphore(self.per_host)
-        return _Slot(cap, self._total)
+        return _Slot(self, self.hosts.get(source.id, ""))
 
     async def prepare(self, fetched: Fetched) -> Prepared:
         try:
@@ -226,21 +252,28 @@ class TickRun:
         outcomes: list[PollOutcome] = []
         cancelled = 0
 
+        def finish(outcome: PollOutcome) -> None:
+            outcomes.append(outcome)
+            self.on_outcome(outcome)
+
         async def worker() -> None:
             nonlocal cancelled
             while todo and not stopping.is_set():
+                if self.deadline is not None and self.clock() >= self.deadline:
+                    return  # the tick is out of time: what is left waits for the next one
                 source = todo.popleft()
                 try:
-                    outcome = await self._guarded(source, states.get(source.id))
+                    finish(await self._guarded(source, states.get(source.id)))
                 except asyncio.CancelledError:  # stopping, and the drain time is over
                     cancelled += 1
                     raise
-                outcomes.append(outcome)
-                self.on_outcome(outcome)
 
         try:
             tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, len(order)))]
             await _drain(tasks, stopping, drain_s)
+            if not stopping.is_set():
+                while todo:
+                    finish(_deferred(todo.popleft().id, "the tick ran out of time: deferred"))
         finally:
             if self._records:
                 self._send(Bookkeeping(tuple(self._records)))
@@ -251,7 +284,9 @@ class TickRun:
     async def _guarded(self, source: SourceConfig, state: PollState | None) -> PollOutcome:
         """``poll_source``, with a bug or a database failure failing this source alone."""
         try:
-            return await poll_source(source, state, self)
+            outcome = await poll_source(source, state, self)
+        except Deferred as exc:  # nothing was asked: the source stays due, polled next tick
+            return _deferred(source.id, str(exc))
         except StoreError as exc:  # nothing was written: the source stays due, retried next tick
             return logged(PollOutcome(source.id, "failed", error=f"{source.id}: {exc}"))
         except Exception as exc:
@@ -260,6 +295,13 @@ class TickRun:
             record, outcome = failed(self.planner, source, state, error, started=0.0)
             self.record(record)
             return logged(outcome)
+        if outcome.timed_out:  # a struggling host: ask it nothing more this tick
+            self.gave_up.add(self.hosts.get(source.id, ""))
+        return outcome
+
+
+def _deferred(source_id: str, why: str) -> PollOutcome:
+    return logged(PollOutcome(source_id, "deferred", error=why))
 
 
 async def _drain(

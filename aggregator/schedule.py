@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from .config import PollConfig, SourceConfig
 from .types import FeedHints
@@ -32,7 +33,22 @@ def _skip(at: datetime, hours: Sequence[int], days: Sequence[int]) -> datetime:
     return at  # every hour of every day skipped: the feed is misconfigured; ignore the hint
 
 
-def next_check(
+@dataclass(frozen=True, slots=True)
+class NextCheck:
+    """When to poll a source next, and what decided it (shown by ``sources``, the status page).
+
+    ``why`` is one of: "interval", "cache" (the server's Cache-Control / Expires), "ttl" (the
+    feed's RSS ttl), "backoff" (consecutive failures), "min_interval", "max_interval",
+    "retry-after" (429/503: never cut short, not even by ``once --force``; added after the
+    reason that decided when the wait is longer anyway), each followed by " +skip" when RSS
+    skipHours/skipDays moved it.
+    """
+
+    at: datetime
+    why: str
+
+
+def plan_next(
     now: datetime,
     interval_s: float,
     *,
@@ -46,26 +62,39 @@ def next_check(
     retry_after_s: float | None = None,
     skip_hours: Sequence[int] = (),
     skip_days: Sequence[int] = (),
-) -> datetime:
-    """When to poll a source next. Pure: the same inputs give the same answer.
+) -> NextCheck:
+    """When to poll a source next, and why. Pure: the same inputs give the same answer.
 
     The wait is the largest of the interval, the server's freshness and the feed's TTL, doubled
     per consecutive failure, kept within [floor, ceiling], spread by up to ``jitter`` of itself
     (stable per ``key``) so sources sharing a host drift apart; a Retry-After is always honoured
     (up to a week), and RSS skipHours/skipDays push it out of the skipped hours.
     """
-    wait = max(interval_s, max_age_s or 0.0, ttl_s or 0.0)
-    wait *= 1 << min(failures, MAX_BACKOFF_SHIFT)
-    wait = min(max(wait, floor_s), ceiling_s)
+    wait, why = max((interval_s, "interval"), (max_age_s or 0.0, "cache"), (ttl_s or 0.0, "ttl"),
+                    key=lambda pair: pair[0])  # fmt: skip
+    if failures:
+        wait, why = wait * (1 << min(failures, MAX_BACKOFF_SHIFT)), "backoff"
+    if wait < floor_s:
+        wait, why = floor_s, "min_interval"
+    elif wait > ceiling_s:
+        wait, why = ceiling_s, "max_interval"
     wait += wait * jitter * _unit(key)
-    if retry_after_s:
-        wait = max(wait, min(retry_after_s, MAX_RETRY_AFTER_S))
-    return _skip(now + timedelta(seconds=wait), skip_hours, skip_days)
+    if retry_after_s:  # the server asked us to wait: said even when the back-off is longer
+        asked = min(retry_after_s, MAX_RETRY_AFTER_S)
+        wait, why = (asked, "retry-after") if asked >= wait else (wait, f"{why}, retry-after")
+    at = now + timedelta(seconds=wait)
+    moved = _skip(at, skip_hours, skip_days)
+    return NextCheck(moved, why if moved == at else f"{why} +skip")
+
+
+def next_check(now: datetime, interval_s: float, **kw: Any) -> datetime:
+    """``plan_next(...).at``."""
+    return plan_next(now, interval_s, **kw).at
 
 
 @dataclass(frozen=True, slots=True)
 class Planner:
-    """``next_check`` with the ``[poll]`` settings of one tick at ``now``."""
+    """``plan_next`` with the ``[poll]`` settings of one tick at ``now``."""
 
     poll: PollConfig
     now: datetime
@@ -78,8 +107,8 @@ class Planner:
         max_age_s: float | None = None,
         retry_after_s: float | None = None,
         hints: FeedHints = NO_HINTS,
-    ) -> datetime:
-        return next_check(
+    ) -> NextCheck:
+        return plan_next(
             self.now,
             source.interval_s or self.poll.interval_s,
             key=f"{source.id}@{self.now.isoformat()}",

@@ -61,6 +61,8 @@ class Scheduler:
     last_tick_at: datetime | None = None
     drain_s: float = 8.0  # on stop, how long in-flight polls may still finish
     render_every_s: float = 10.0  # during a long tick, publish finished sources this often
+    tick_deadline_s: float | None = None  # no poll starts later than this into a tick
+    monotonic: Callable[[], float] = time.monotonic  # for the tick's deadline (tests move it)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _render_due: bool = True  # render at the first tick, after every reload and failed render
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -123,7 +125,8 @@ class Scheduler:
     # -- the tick ---------------------------------------------------------------------------------
 
     def tick(self, *, force: bool = False) -> TickReport:
-        """Poll every due source (every enabled one with ``force``) once; render if changed."""
+        """Poll every due source once (with ``force`` also those not yet due, but never one that
+        is gone or waiting out a Retry-After); render if anything changed."""
         with self._lock:
             config, now = self.config, self.clock()
             report = self._tick(config, now, force)
@@ -153,11 +156,8 @@ class Scheduler:
     ) -> tuple[list[SourceConfig], dict[str, PollState]]:
         """The sources to poll, in the order to start them, and their stored poll state."""
         enabled = {s.id: s for s in config.enabled_sources}
-        if force:
-            states = self.store.poll_states(list(enabled))
-        else:
-            states = self.store.due_states(now, among=list(enabled))
-        due = [s for i, s in enabled.items() if force or i in states]  # config order
+        states = self.store.due_states(now, among=list(enabled), force=force)
+        due = [s for i, s in enabled.items() if i in states]  # config order
         if self.offline:  # no hosts to spare; and fixture runs stay in config order (goldens)
             return due, states
         return interleave_by_host([(self._host(s, states.get(s.id)), s) for s in due]), states
@@ -221,7 +221,13 @@ class Scheduler:
             parse_workers=self._parse_workers(len(order)),
             hosts={s.id: self._host(s, states.get(s.id)) for s in order},
             on_outcome=self._observe,
+            deadline=self._deadline(),
+            clock=self.monotonic,
         )  # fmt: skip
+
+    def _deadline(self) -> float | None:
+        limit = self.tick_deadline_s
+        return None if limit is None else self.monotonic() + limit
 
     def _parse_workers(self, due: int) -> ParseWorkers | None:
         """The worker processes, for a large tick (or once they run), unless offline."""
@@ -315,14 +321,16 @@ def run_once(
     *,
     now: datetime,
     offline: bool,
+    force: bool = False,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> TickReport:
-    """`aggregator once`: poll every enabled source now, store, render every output."""
+    """`aggregator once [--force]`: one tick (the due sources, or with ``force`` those not yet
+    due too), store, render what changed (every output, the first time)."""
     scheduler = build_scheduler(
         config, store, offline=offline, clock=lambda: now, transport=transport
     )
     try:
         scheduler.start()
-        return scheduler.tick(force=True)
+        return scheduler.tick(force=force)
     finally:
         scheduler.close()

@@ -135,6 +135,7 @@ class Action(StrEnum):
     UNCHANGED = "unchanged"  # seen before, same content
     MERGE = "merge"  # a new item of this source, but the same story as an existing entry
     DUPLICATE = "duplicate"  # repeated within the same document (same key twice)
+    REHASH = "rehash"  # seen before, hashed by an older recipe: new hash stored, not an update
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,7 @@ class KnownItem:
     entry_id: int
     content_hash: str
     primary: bool  # this item is the one the merged entry's content comes from
+    hash_version: int = 1  # recipe of ``content_hash``; rows from before versions are 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +180,9 @@ class Decision:
     reason: str
     entry_id: int | None = None  # the merged entry it joins or updates (None for NEW)
     primary: bool = True  # for UPDATE: whether the item owns the merged entry's content
+    # The recipes (``process.dedup``) of the entry's key and content hash, stored with them.
+    key_version: int = 1
+    hash_version: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +251,7 @@ class SourceState:
     next_check_at: datetime | None
     entry_count: int
     enabled: bool
+    next_check_why: str | None = None
     ttl_s: int | None = None
     skip_hours: tuple[int, ...] = ()
     skip_days: tuple[int, ...] = ()
@@ -294,10 +300,17 @@ class PollRecord:
     feed_title: str | None = None
     feed_link: str | None = None
     hints: FeedHints = FeedHints()
+    next_check_why: str | None = None  # what decided ``next_check_at`` (``schedule.NextCheck``)
 
     @classmethod
     def from_fetched(
-        cls, fetched: Fetched, *, status: str, at: datetime, next_check_at: datetime | None
+        cls,
+        fetched: Fetched,
+        *,
+        status: str,
+        at: datetime,
+        next_check_at: datetime | None,
+        why: str | None = None,
     ) -> PollRecord:
         return cls(
             fetched.source_id,
@@ -309,6 +322,7 @@ class PollRecord:
             last_modified=fetched.last_modified,
             body_hash=fetched.body_hash,
             permanent_url=fetched.permanent_url,
+            next_check_why=why,
         )
 
 
@@ -329,7 +343,7 @@ class PollOutcome:
     """The result of polling one source once."""
 
     source_id: str
-    status: str  # "ok", "not_modified", "failed", "gone"
+    status: str  # "ok", "not_modified", "failed", "gone"; "deferred": not polled this tick
     http_status: int | None = None
     result: StoreResult = StoreResult()
     error: str | None = None
@@ -337,10 +351,15 @@ class PollOutcome:
     duration_s: float = 0.0
     max_age_s: float | None = None  # freshness the server granted (Cache-Control / Expires)
     retry_after_s: float | None = None  # Retry-After on 429/503
+    timed_out: bool = False  # the request ran out of time (the tick gives up on its host)
 
     @property
     def ok(self) -> bool:
         return self.status in ("ok", "not_modified")
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("failed", "gone")
 
 
 def utc_now() -> datetime:

@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/instructions.py               # N=300, 3 ticks; needs valgrind
     .venv/bin/python bench/instructions.py --feeds 1000 --ticks 2
+    PYTHONPATH=/tmp/old .venv/bin/python bench/instructions.py   # an older aggregator/, e.g.
+        # extracted with `git archive REV aggregator | tar -x -C /tmp/old`
 
 Wall-clock ratios drift with whatever else the machine runs; instruction counts do not
 (``valgrind --tool=callgrind`` counts them, the same for the same inputs). Each side runs
@@ -65,12 +67,15 @@ def _child_ours(port: int, etags: list[str], rounds: int) -> None:
 
     with tempfile.TemporaryDirectory() as tmp, aggregator(Path(tmp), port, len(etags)) as ours:
         now = ours.clock[0]
-        ours.store.record_polls(
-            [
-                PollRecord(f"f{i}", "not_modified", now, now, http_status=304, etag=etag)
-                for i, etag in enumerate(etags)
-            ]
-        )
+        records = [
+            PollRecord(f"f{i}", "not_modified", now, now, http_status=304, etag=etag)
+            for i, etag in enumerate(etags)
+        ]
+        if hasattr(ours.store, "transaction"):
+            with ours.store.transaction() as tx:
+                tx.record_polls(records)
+        else:  # an aggregator/ from before the store's unit of work (issue #10)
+            ours.store.record_polls(records)
         for _ in range(rounds):
             ours.advance()
             report = ours.tick()

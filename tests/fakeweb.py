@@ -12,6 +12,7 @@ import asyncio
 import gzip
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -29,6 +30,7 @@ class Route:
     block: threading.Event | None = None  # answer only once this is set
     linger: int = 0  # stay in flight for this many turns of the event loop
     raises: type[httpx.TransportError] | None = None  # fail like the network would
+    on_request: Callable[[], None] | None = None  # run when the request arrives
     content_type: str = "application/rss+xml; charset=utf-8"
 
     @property
@@ -78,6 +80,8 @@ class FakeWeb:
     async def _respond(self, request: httpx.Request, route: Route | None) -> httpx.Response:
         if route is None:
             return httpx.Response(404, content=b"not found")
+        if route.on_request is not None:
+            route.on_request()
         if route.block is not None:
             block = route.block
             await asyncio.get_running_loop().run_in_executor(None, _wait_either, block, self)

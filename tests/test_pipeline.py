@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import feedparser
+import httpx
 import pytest
 import yaml
 
@@ -103,7 +104,7 @@ def test_a_changed_fixture_is_an_update_not_a_new_entry(
     assert text.count("<description>") >= 2
     head, _, tail = text.rpartition("<description>")
     fixture.write_text(head + "<description>Edited: " + tail, encoding="utf-8")
-    report = run_once(config, db, now=clock.advance(hours=2), offline=True)
+    report = run_once(config, db, now=clock.advance(hours=2), offline=True, force=True)
     by_id = {o.source_id: o for o in report.outcomes}
     assert (by_id["example-rss"].result.new, by_id["example-rss"].result.updated) == (0, 1)
     assert by_id["huxiu"].status == "not_modified"  # unchanged bodies are not even parsed
@@ -219,7 +220,6 @@ def test_golden_outputs(tmp_path: Path) -> None:
 
 def test_polling_over_http_uses_conditional_get(tmp_path: Path, clock: Clock) -> None:
     """Without --offline the shared client fetches; a 304 parses and writes nothing."""
-    import httpx
 
     body = (ROOT / "seeds" / "feeds" / "rss2-reader-full.rss").read_bytes()
     requests: list[httpx.Request] = []
@@ -243,7 +243,7 @@ def test_polling_over_http_uses_conditional_get(tmp_path: Path, clock: Clock) ->
     transport = httpx.MockTransport(handler)
     first = run_once(config, store, now=clock.now, offline=False, transport=transport)
     second = run_once(
-        config, store, now=clock.advance(minutes=30), offline=False, transport=transport
+        config, store, now=clock.advance(minutes=1), offline=False, force=True, transport=transport
     )
     store.close()
     assert first.outcomes[0].status == "ok" and first.outcomes[0].result.new == 5
@@ -253,6 +253,54 @@ def test_polling_over_http_uses_conditional_get(tmp_path: Path, clock: Clock) ->
         and requests[1].headers["if-none-match"] == '"v1"'
     )
     assert sum(len(r.written) for r in second.renders) == 0
+
+
+def test_once_polls_what_is_due_and_force_never_what_a_server_asked_to_wait(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """Cron users run `once`: a 410 stays off, a Retry-After is never cut short (issue #11)."""
+    answers = {"gone": 410, "busy": 429, "ok": 200}
+    requests: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        name = request.url.path.strip("/")
+        requests.append(name)
+        if answers[name] == 429:
+            return httpx.Response(429, headers={"Retry-After": "3600"})
+        if answers[name] == 410:
+            return httpx.Response(410)
+        return httpx.Response(200, content=rss("OK", [("1", "one")]))
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[storage]\nurl = "sqlite:///s.db"\n[output]\ndir = "out"\n'
+        '[poll]\ninterval = "30m"\njitter = 0\n'
+        + "".join(f'[[sources]]\nid = "{n}"\nurl = "https://x.example/{n}"\n' for n in answers),
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    store = open_store(config.storage.url)
+    transport = httpx.MockTransport(handler)
+
+    def once(minutes: float, *, force: bool = False) -> list[str]:
+        requests.clear()
+        run_once(config, store, now=clock.advance(minutes=minutes), offline=False, force=force,
+                 transport=transport)  # fmt: skip
+        return sorted(requests)
+
+    try:
+        assert once(0) == ["busy", "gone", "ok"]
+        assert once(1) == []  # nothing is due yet
+        assert once(1, force=True) == ["ok"]  # not gone, not told to wait: forced
+        assert once(40) == ["ok"]  # due again; "busy" waits out its hour
+        assert once(25) == ["busy"]  # the hour is over (and "ok" is not due yet)
+        assert once(1, force=True) == ["ok"]  # "busy" was told to wait again; gone stays off
+        states = {s.source_id: s for s in store.source_states()}
+        assert states["gone"].next_check_why == "gone"
+        assert states["busy"].next_check_why == "backoff, retry-after"  # 2 failures: 2 h > 1 h
+        assert once(600) == ["busy", "ok"]
+    finally:
+        store.close()
 
 
 # -- poll_source alone: one source, a context of the test's own (no loop thread, no sockets) --

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aggregator.schedule import next_check
+from aggregator.schedule import next_check, plan_next
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 H = 3600.0
@@ -52,3 +52,23 @@ def test_skip_hours_and_days_move_the_check_out() -> None:
     thursday = T0.weekday()
     assert nc(skip_days=(thursday,)) == datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
     assert nc(skip_hours=tuple(range(24))) == T0 + timedelta(minutes=30)  # nonsense: ignored
+
+
+def why(**kw: Any) -> str:
+    return plan_next(T0, 1800.0, key="s@t0", floor_s=300.0, ceiling_s=86400.0, **kw).why
+
+
+def test_the_next_check_says_what_decided_it() -> None:
+    assert why() == "interval"
+    assert why(max_age_s=2 * H) == "cache" and why(ttl_s=3 * H) == "ttl"
+    assert why(max_age_s=60) == "interval"  # the larger one decides
+    assert why(failures=2) == "backoff" and why(failures=10) == "max_interval"
+    assert plan_next(T0, 10.0, key="k", floor_s=300.0, ceiling_s=86400.0).why == "min_interval"
+    assert why(retry_after_s=2 * 86400) == "retry-after"
+    assert why(retry_after_s=10) == "interval, retry-after"  # shorter than the wait: still said
+    assert why(skip_hours=(12, 13)) == "interval +skip"
+    # the time is next_check's, whatever the reason
+    for kw in ({}, {"failures": 3}, {"retry_after_s": 86400.0}, {"skip_days": (3,)}):
+        assert plan_next(T0, 1800.0, key="s", floor_s=300.0, ceiling_s=86400.0, **kw).at == (
+            next_check(T0, 1800.0, key="s", floor_s=300.0, ceiling_s=86400.0, **kw)
+        )

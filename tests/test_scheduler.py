@@ -164,13 +164,15 @@ def test_timeout_oversized_bomb_and_file_redirect_fail_alone(
     tmp_path: Path, web: FakeWeb, scheduler_for: Build
 ) -> None:
     web.routes = {
-        web.url("/slow"): Route(raises=httpx.ReadTimeout),
+        web.url("/slow", host="slow.test"): Route(raises=httpx.ReadTimeout),
         web.url("/big"): Route(body=b"<rss>" + b" " * 3000 + b"</rss>"),
         web.url("/bomb"): Route(body=b"<rss>" + b"\0" * 500_000, gzip=True),
         web.url("/file"): Route(status=301, location="file:///etc/passwd"),
         web.url("/ok"): Route(body=FEED),
     }
-    urls = [web.url(p) for p in ("/slow", "/big", "/bomb", "/file", "/ok")]
+    urls = [web.url("/slow", host="slow.test")] + [
+        web.url(p) for p in ("/big", "/bomb", "/file", "/ok")
+    ]
     report = scheduler_for(make_config(tmp_path, urls, max_bytes=2048)).tick()
     errors = {o.source_id: o.error or "" for o in report.outcomes}
     assert "ReadTimeout" in errors["slow"]
@@ -465,3 +467,40 @@ def settle(sched: Scheduler, turns: int = 50) -> None:
     assert loop is not None
     for _ in range(turns):
         asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop.loop).result(10)
+
+
+def test_a_host_that_times_out_is_not_asked_again_this_tick(
+    tmp_path: Path, web: FakeWeb, scheduler_for: Build, memory_store: SqlStore, clock: Clock
+) -> None:
+    slow = [web.url(f"/s{i}", host="slow.test") for i in range(4)]
+    fine = [web.url(f"/f{i}", host="fine.test") for i in range(2)]
+    for url in slow:
+        web.routes[url] = Route(raises=httpx.ReadTimeout)
+    for url in fine:
+        web.routes[url] = Route(body=FEED)
+    sched = scheduler_for(make_config(tmp_path, slow + fine, per_host=1))
+    report = sched.tick()
+    status = {o.source_id: o.status for o in report.outcomes}
+    assert status == {"s0": "failed", "s1": "deferred", "s2": "deferred", "s3": "deferred",
+                      "f0": "ok", "f1": "ok"}  # fmt: skip
+    assert sum(web.count(u) for u in slow) == 1  # one request to the struggling host
+    deferred = memory_store.source_state("s1")
+    assert deferred is not None and deferred.failures == 0 and deferred.status == "new"
+    assert report.summary().startswith("sources: 2 ok, 1 failed, 3 deferred;")
+    assert sched.tick().due == 3  # the deferred ones are still due: polled at the next tick
+
+
+def test_no_poll_starts_after_the_tick_deadline(
+    tmp_path: Path, web: FakeWeb, scheduler_for: Build
+) -> None:
+    seconds = [0.0]
+    urls = [web.url(f"/d{i}") for i in range(4)]
+    for url in urls:
+        web.routes[url] = Route(body=FEED)
+    web.routes[urls[0]].on_request = lambda: seconds.__setitem__(0, 120.0)  # a long first poll
+    sched = scheduler_for(make_config(tmp_path, urls, per_host=1))
+    sched.tick_deadline_s, sched.monotonic = 60.0, lambda: seconds[0]
+    report = sched.tick()
+    assert [(o.source_id, o.status) for o in report.outcomes][:1] == [("d0", "ok")]
+    assert {o.status for o in report.outcomes[1:]} == {"deferred"} and report.deferred == 3
+    assert len(web.requests) == 1

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..types import (
     Decision,
@@ -22,8 +22,9 @@ from ..types import (
     StoredEntry,
     StoreResult,
 )
-from .engine import make_engine, migrate
-from .sql import SqlStore
+
+if TYPE_CHECKING:
+    from .sql import SqlStore
 
 __all__ = ["Reader", "SourceLike", "SqlStore", "Store", "Transaction", "open_store"]
 
@@ -71,8 +72,9 @@ class Store(Reader, Protocol):
     """Storage as the scheduler sees it: the tick's reads, units of work, and the readers'."""
 
     def transaction(self) -> AbstractContextManager[Transaction]: ...
-    def poll_states(self, source_ids: Sequence[str]) -> dict[str, PollState]: ...
-    def due_states(self, now: datetime, *, among: Sequence[str]) -> dict[str, PollState]: ...
+    def due_states(
+        self, now: datetime, *, among: Sequence[str], force: bool = False
+    ) -> dict[str, PollState]: ...
     def close(self) -> None: ...
 
 
@@ -82,8 +84,20 @@ def open_store(url: str) -> SqlStore:
     ``sqlite://`` (or ``sqlite:///:memory:``) is one in-memory database shared by every thread
     of the process: for tests.
     """
+    from .engine import make_engine, migrate  # SQLAlchemy: only once a database is opened
+    from .sql import SqlStore
+
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(url)
     migrate(engine)
     return SqlStore(engine)
+
+
+def __getattr__(name: str) -> Any:
+    """``SqlStore`` on first use: the protocols above cost no SQLAlchemy import (issue #12)."""
+    if name == "SqlStore":
+        from .sql import SqlStore
+
+        return SqlStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -57,6 +57,7 @@ def to_state(row: Any, entry_count: int) -> SourceState:
         failures=row.failures,
         last_error=row.last_error,
         next_check_at=row.next_check_at,
+        next_check_why=row.next_check_why,
         entry_count=entry_count,
         enabled=row.enabled,
         ttl_s=row.ttl_s,

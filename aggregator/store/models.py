@@ -47,7 +47,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     # SQLite keeps DATETIME as text, "YYYY-MM-DD HH:MM:SS.ffffff" (SQLAlchemy's format). Going
     # straight from an aware datetime to that text (and back with fromisoformat) is one C call
-    # each way instead of three Python layers: a cold tick binds ~7 datetimes per entry.
+    # each way instead of three Python layers: a cold tick binds several datetimes per entry.
 
     def bind_processor(self, dialect: Dialect) -> Any:
         if dialect.name != "sqlite":
@@ -115,6 +115,7 @@ class SourceRow(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    next_check_why: Mapped[str | None] = mapped_column(Text)  # what decided next_check_at
     ttl_s: Mapped[int | None] = mapped_column(Integer)  # the feed's own hints, kept for 304s
     skip_hours: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     skip_days: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
@@ -158,6 +159,10 @@ class ItemRow(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Versions of the recipes of ``key`` and ``content_hash`` (``process.dedup``); rows from
+    # before versions existed are 1 (migration 0003).
+    key_version: Mapped[int] = mapped_column(Integer, server_default="1")
+    hash_version: Mapped[int] = mapped_column(Integer, server_default="1")
 
     __table_args__ = (UniqueConstraint("source_id", "key", name="uq_items_source_key"),)
 

@@ -44,7 +44,7 @@ CHUNK = 500  # bound on bound parameters per IN (...) (SQLite's limit is 32766 n
 # The lookups of ``known`` run for every parsed document: built once, with expanding IN
 # parameters, so each run binds lists instead of building (and cache-keying) a new statement.
 _KNOWN_ITEMS = select(
-    ITEMS.c.key, ITEMS.c.entry_id, ITEMS.c.content_hash, ITEMS.c.is_primary
+    ITEMS.c.key, ITEMS.c.entry_id, ITEMS.c.content_hash, ITEMS.c.is_primary, ITEMS.c.hash_version
 ).where(
     ITEMS.c.source_id == bindparam("source"), ITEMS.c.key.in_(bindparam("keys", expanding=True))
 )
@@ -128,7 +128,8 @@ class SqlTransaction:
             about = {"title": src.title, "group_name": src.group, "enabled": src.enabled}
             if row is None:
                 new.append({"id": src.id, "url": src.url, "config_url": src.url, "status": "new",
-                            "failures": 0, "next_check_at": now, **about})  # fmt: skip
+                            "failures": 0, "next_check_at": now, "next_check_why": "new",
+                            **about})  # fmt: skip
                 continue
             if row.config_url != src.url:  # the operator changed it: start afresh
                 moved.append({"b_id": src.id, "b_url": src.url})
@@ -138,7 +139,8 @@ class SqlTransaction:
             self.conn.execute(insert(SOURCES), new)
         if moved:
             fresh = {"etag": None, "last_modified": None, "body_hash": None, "status": "new",
-                     "failures": 0, "next_check_at": now}  # fmt: skip
+                     "failures": 0, "next_check_at": now,
+                     "next_check_why": "url changed"}  # fmt: skip
             url: Any = bindparam("b_url")
             self.conn.execute(_by_id().values(url=url, config_url=url, **fresh), moved)
         if edited:
@@ -194,8 +196,8 @@ class SqlTransaction:
         conn = self.conn
         for chunk in _chunks(keys):
             params = {"source": source_id, "keys": list(chunk)}
-            for key, entry_id, content_hash, primary in conn.execute(_KNOWN_ITEMS, params):
-                items[key] = KnownItem(key, entry_id, content_hash, primary)
+            for key, entry_id, digest, primary, version in conn.execute(_KNOWN_ITEMS, params):
+                items[key] = KnownItem(key, entry_id, digest, primary, version)
         for start in range(0, max(len(links), len(titles)), CHUNK):
             params = {
                 "links": links[start : start + CHUNK],
@@ -266,30 +268,23 @@ class SqlStore:
 
     # -- what a tick reads ------------------------------------------------------------------------
 
-    def poll_states(self, source_ids: Sequence[str]) -> dict[str, PollState]:
-        """What a tick needs of many sources, in one narrow query per chunk of ids."""
-        with self._read() as conn:
-            return {
-                row[0]: to_poll_state(row)
-                for chunk in _chunks(list(source_ids))
-                for row in conn.execute(select(*_POLL).where(SOURCES.c.id.in_(chunk)))
-            }
-
-    def due_states(self, now: datetime, *, among: Sequence[str]) -> dict[str, PollState]:
-        """The sources (of ``among``) whose next check is due, earliest first, with what the
-        tick needs of them; gone or disabled ones never. One query, no list of ids sent:
-        ``among`` (the configured sources) is applied here.
+    def due_states(
+        self, now: datetime, *, among: Sequence[str], force: bool = False
+    ) -> dict[str, PollState]:
+        """The sources (of ``among``) to poll now, earliest first, with what a tick needs of
+        them: those whose next check is due, or with ``force`` every one not waiting out a
+        Retry-After; gone or disabled ones never. One query, no list of ids sent: ``among``
+        (the configured sources) is applied here.
         """
         wanted = set(among)
         if not wanted:
             return {}
+        due = or_(SOURCES.c.next_check_at.is_(None), SOURCES.c.next_check_at <= now)
+        if force:  # what is merely not yet due, never what a server asked to wait
+            due = or_(due, ~func.coalesce(SOURCES.c.next_check_why, "").contains("retry-after"))
         stmt = (
             select(*_POLL)
-            .where(
-                SOURCES.c.enabled.is_(True),
-                SOURCES.c.status != "gone",
-                or_(SOURCES.c.next_check_at.is_(None), SOURCES.c.next_check_at <= now),
-            )
+            .where(SOURCES.c.enabled.is_(True), SOURCES.c.status != "gone", due)
             .order_by(SOURCES.c.next_check_at, SOURCES.c.id)
         )
         with self._read() as conn:

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, and_, bindparam, func, select, update
 
-from ..types import Action, Decision, Entry, PollRecord, StoreResult
+from ..types import Action, Decision, PollRecord, StoreResult
 from .bulk import BulkExecute, BulkInsert
 from .convert import dumps, entry_values
 from .models import DecisionRow, EntryRow, ItemRow, SourceRow
@@ -51,8 +51,9 @@ _DECISIONS = BulkInsert(DECISIONS)
 
 
 def _item_row(
-    source_id: str, entry: Entry, entry_id: int, primary: bool, now: datetime
+    source_id: str, d: Decision, entry_id: int, primary: bool, now: datetime
 ) -> dict[str, Any]:
+    entry = d.entry
     return {
         "source_id": source_id,
         "key": entry.key,
@@ -63,6 +64,8 @@ def _item_row(
         "content_hash": entry.content_hash,
         "first_seen_at": now,
         "updated_at": now,
+        "key_version": d.key_version,
+        "hash_version": d.hash_version,
     }
 
 
@@ -100,7 +103,12 @@ def _update_items(
     stmt = (
         update(ITEMS)
         .where(and_(ITEMS.c.source_id == bindparam("b_source"), ITEMS.c.key == bindparam("b_key")))
-        .values(content_hash=bindparam("b_hash"), link=bindparam("b_link"), updated_at=now)
+        .values(
+            content_hash=bindparam("b_hash"),
+            hash_version=bindparam("b_hash_version"),
+            link=bindparam("b_link"),
+            updated_at=now,
+        )
     )
     conn.execute(
         stmt,
@@ -109,11 +117,32 @@ def _update_items(
                 "b_source": source_id,
                 "b_key": d.entry.key,
                 "b_hash": d.entry.content_hash,
+                "b_hash_version": d.hash_version,
                 "b_link": d.entry.link,
             }
             for d in updates
         ],
     )
+
+
+# Only the hash and its version: no ``updated_at``, and the merged entry is left alone (its
+# ``content_hash`` is never compared).
+_REHASH = (
+    update(ITEMS)
+    .where(and_(ITEMS.c.source_id == bindparam("b_source"), ITEMS.c.key == bindparam("b_key")))
+    .values(content_hash=bindparam("b_hash"), hash_version=bindparam("b_hash_version"))
+)
+
+
+def _rehash_items(conn: Connection, source_id: str, rehashes: Sequence[Decision]) -> None:
+    """Items hashed by an older recipe take the new hash silently (issue #10)."""
+    rows = [
+        {"b_source": source_id, "b_key": d.entry.key, "b_hash": d.entry.content_hash,
+         "b_hash_version": d.hash_version}
+        for d in rehashes
+    ]  # fmt: skip
+    if rows:
+        conn.execute(_REHASH, rows)
 
 
 def _update_entries(conn: Connection, updates: Sequence[Decision], now: datetime) -> None:
@@ -155,24 +184,25 @@ def _update_entries(conn: Connection, updates: Sequence[Decision], now: datetime
 def apply_decisions(
     conn: Connection, source_id: str, decisions: Sequence[Decision], now: datetime
 ) -> StoreResult:
-    """Write one poll's verdicts: new entries, merges, updates, and the decisions log."""
+    """Write one poll's verdicts: new entries, merges, updates, re-hashes, the decisions log."""
     by_action: dict[Action, list[Decision]] = {action: [] for action in Action}
     for decision in decisions:
         by_action[decision.action].append(decision)
     created = _insert_entries(conn, source_id, by_action[Action.NEW], now)
     items = [
-        _item_row(source_id, d.entry, created[d.entry.key], True, now)
+        _item_row(source_id, d, created[d.entry.key], True, now)
         for d in by_action[Action.NEW]
         if d.entry.key in created
     ]
     items += [
-        _item_row(source_id, d.entry, d.entry_id, False, now)
+        _item_row(source_id, d, d.entry_id, False, now)
         for d in by_action[Action.MERGE]
         if d.entry_id is not None
     ]
     inserted = _insert_items(conn, items)
     _update_items(conn, source_id, by_action[Action.UPDATE], now)
     _update_entries(conn, by_action[Action.UPDATE], now)
+    _rehash_items(conn, source_id, by_action[Action.REHASH])
     log, counts = _outcomes(source_id, decisions, created, inserted, now)
     _DECISIONS.run(conn, log)
     return counts
@@ -212,7 +242,7 @@ def _outcomes(
         new=counts[Action.NEW],
         updated=counts[Action.UPDATE],
         duplicate=counts[Action.MERGE] + counts[Action.DUPLICATE],
-        unchanged=counts[Action.UNCHANGED],
+        unchanged=counts[Action.UNCHANGED] + counts[Action.REHASH],  # not an update to report
     )
     return log, result
 
@@ -227,6 +257,7 @@ def _ok_values(r: PollRecord) -> dict[str, Any]:
         "b_http_status": r.http_status,
         "b_at": r.at,
         "b_next": r.next_check_at,
+        "b_why": r.next_check_why,
         "b_etag": r.etag,
         "b_last_modified": r.last_modified,
         "b_body_hash": r.body_hash,
@@ -241,6 +272,7 @@ _OK_COLUMNS = {
     "last_poll_at": "b_at",
     "last_ok_at": "b_at",
     "next_check_at": "b_next",
+    "next_check_why": "b_why",
     "etag": "b_etag",
     "last_modified": "b_last_modified",
 }
@@ -270,6 +302,7 @@ def record_polls(conn: Connection, records: Sequence[PollRecord]) -> None:
             http_status=bindparam("b_http_status"),
             last_poll_at=bindparam("b_at"),
             next_check_at=bindparam("b_next"),
+            next_check_why=bindparam("b_why"),
             last_error=bindparam("b_error"),
             failures=SOURCES.c.failures + 1,
         )
@@ -282,6 +315,7 @@ def record_polls(conn: Connection, records: Sequence[PollRecord]) -> None:
                     "b_http_status": r.http_status,
                     "b_at": r.at,
                     "b_next": r.next_check_at,
+                    "b_why": r.next_check_why,
                     "b_error": r.error,
                 }
                 for r in failed
@@ -294,7 +328,7 @@ def _write_304(conn: Connection, records: Sequence[PollRecord]) -> None:
 
     What they share (status, time of the poll) is one UPDATE ... WHERE id IN (...) per chunk;
     the rest (``next_check_at`` is jittered per source) is written row by row. The warm tick's
-    bookkeeping is most of its database time (issue #5).
+    bookkeeping is most of its database time.
     """
     by_at: dict[datetime, list[PollRecord]] = {}
     for r in records:
@@ -312,18 +346,19 @@ def _write_304(conn: Connection, records: Sequence[PollRecord]) -> None:
     _304_NEXT.run(
         conn,
         [
-            {"b_id": r.source_id, "b_next": r.next_check_at, "b_etag": r.etag,
-             "b_last_modified": r.last_modified}
+            {"b_id": r.source_id, "b_next": r.next_check_at, "b_why": r.next_check_why,
+             "b_etag": r.etag, "b_last_modified": r.last_modified}
             for r in records
         ],
     )  # fmt: skip
 
 
-# A warm tick runs it for every source: SQLAlchemy's per-row parameter handling would cost twice
-# what SQLite's own work does for it (issue #5), hence ``BulkExecute``.
+# A warm tick runs it for every source: SQLAlchemy's per-row parameter handling would cost more
+# than SQLite's own work does for it, hence ``BulkExecute``.
 _304_NEXT = BulkExecute(
     _source_update(
         next_check_at=bindparam("b_next"),
+        next_check_why=bindparam("b_why"),
         etag=bindparam("b_etag"),
         last_modified=bindparam("b_last_modified"),
     )
