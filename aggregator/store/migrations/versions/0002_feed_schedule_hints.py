@@ -24,7 +24,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("sources", schema=None) as batch_op:
-        batch_op.drop_column("skip_days")
-        batch_op.drop_column("skip_hours")
-        batch_op.drop_column("ttl_s")
+    for column in ("skip_days", "skip_hours", "ttl_s"):
+        if op.get_bind().dialect.name == "sqlite":
+            # Natively (SQLite >= 3.35): a batch rebuild would drop ``sources``, which entries
+            # and items reference, and foreign keys are on.
+            op.execute(f"ALTER TABLE sources DROP COLUMN {column}")
+        else:
+            op.drop_column("sources", column)

@@ -25,5 +25,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("sources", schema=None) as batch_op:
-        batch_op.drop_column("next_check_why")
+    if op.get_bind().dialect.name == "sqlite":
+        # Natively (SQLite >= 3.35): a batch rebuild would drop ``sources``, which entries and
+        # items reference, and foreign keys are on.
+        op.execute("ALTER TABLE sources DROP COLUMN next_check_why")
+    else:
+        op.drop_column("sources", "next_check_why")
