@@ -9,6 +9,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from .configcheck import (
     is_http_url,
     is_id,
     is_listen,
+    is_networks,
     is_non_negative_int,
     is_pos_int,
     is_pos_num,
@@ -33,6 +35,7 @@ from .configcheck import (
     parse_duration,
 )
 from .errors import ConfigError
+from .netpolicy import DEFAULT_POLICY, NetPolicy
 
 __all__ = ["FORMATS", "Config", "load_config", "parse_config", "parse_duration"]
 DEFAULT_FORMATS = ("atom", "rss", "json")
@@ -121,6 +124,7 @@ class Config:
     output: OutputConfig = OutputConfig()
     dedup: DedupConfig = DedupConfig()
     poll: PollConfig = PollConfig()
+    fetch: NetPolicy = DEFAULT_POLICY  # the [fetch] table: where a redirect may take a fetch
     server: ServerConfig = ServerConfig()
     sources: tuple[SourceConfig, ...] = ()
     outputs: tuple[OutputSpec, ...] = field(default=())
@@ -136,7 +140,7 @@ class Config:
         return tuple(s for s in self.sources if s.enabled)
 
 
-_TOP = ("storage", "output", "dedup", "poll", "server", "sources", "outputs")
+_TOP = ("storage", "output", "dedup", "poll", "fetch", "server", "sources", "outputs")
 _STORAGE: dict[str, Check] = {"url": is_storage_url, "keep_removed": is_bool}
 _POLL: dict[str, Check] = {
     "interval": is_duration,
@@ -152,6 +156,7 @@ _POLL: dict[str, Check] = {
     "max_bytes": is_pos_int,
     "parse_workers": is_non_negative_int,
 }
+_FETCH: dict[str, Check] = {"allow_private_redirects": is_bool, "allowed_networks": is_networks}
 _SERVER: dict[str, Check] = {"listen": is_listen, "enabled": is_bool}
 _OUTPUT: dict[str, Check] = {
     "dir": is_str,
@@ -293,6 +298,13 @@ def _build_poll(raw: dict[str, Any], problems: Problems) -> PollConfig:
 _DURATION_KEYS = frozenset(k for k, check in _POLL.items() if check is is_duration)
 
 
+def _build_fetch(raw: dict[str, Any]) -> NetPolicy:
+    return NetPolicy(
+        allow_private_redirects=raw.get("allow_private_redirects", False),
+        allowed_networks=tuple(ip_network(n) for n in raw.get("allowed_networks", ())),
+    )
+
+
 def _build_server(raw: dict[str, Any]) -> ServerConfig:
     defaults = ServerConfig()
     host, port = defaults.host, defaults.port
@@ -334,6 +346,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     output_raw = check_table(data.get("output", {}), "output", _OUTPUT, problems)
     dedup_raw = check_table(data.get("dedup", {}), "dedup", _DEDUP, problems)
     poll = _build_poll(check_table(data.get("poll", {}), "poll", _POLL, problems), problems)
+    fetch = _build_fetch(check_table(data.get("fetch", {}), "fetch", _FETCH, problems))
     server = _build_server(check_table(data.get("server", {}), "server", _SERVER, problems))
     defaults = OutputConfig()
     storage = StorageConfig(
@@ -362,6 +375,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
         output=output,
         dedup=DedupConfig(**dedup_raw),
         poll=poll,
+        fetch=fetch,
         server=server,
         sources=sources,
         outputs=outputs,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from ipaddress import ip_network
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -74,6 +75,18 @@ def is_formats(v: Any) -> str | None:
         return f"must be a non-empty list of formats from {list(FORMATS)}"
     bad = [x for x in v if x not in FORMATS]
     return f"unknown formats {bad}; choose from {list(FORMATS)}" if bad else None
+
+
+def is_networks(v: Any) -> str | None:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        return 'must be a list of networks like "10.1.2.0/24" or "fd12:3456::/48"'
+    bad: list[str] = []
+    for text in v:
+        try:
+            ip_network(text)
+        except ValueError as exc:  # says what is wrong: "10.1.2.3/24 has host bits set"
+            bad.append(str(exc))
+    return "; ".join(bad) or None
 
 
 def is_storage_url(v: Any) -> str | None:

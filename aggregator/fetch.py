@@ -8,6 +8,10 @@ No parsing here.
 daemon, ``httpx.MockTransport`` in tests) instead of through ``httpx.AsyncClient``: the client's
 layers (URL merging, cookies, auth, its own redirect loop) cost more CPU per request than
 aiohttp's whole exchange, and a fetch uses none of them (see ``aggregator.transport``).
+
+Every request past the source's configured host carries the configured URL (the transport's
+``CONFIGURED_URL`` extension), so the transport holds it to the SSRF policy for redirects
+(``aggregator.netpolicy``); a refusal fails that source alone.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import httpx
+from aiohttp.abc import AbstractResolver
 
 from .deadlines import Deadlines
 from .errors import FetchError
-from .transport import ACCEPT_ENCODING, AiohttpTransport
+from .netpolicy import DEFAULT_POLICY, NetPolicy
+from .transport import ACCEPT_ENCODING, CONFIGURED_URL, AiohttpTransport, Refused
 from .types import Fetched, utc_now
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -161,13 +167,24 @@ class Http:
         }
         # As bytes: httpx takes them as they are (no per-request encoding of every header).
         self._raw = [(k.encode(), v.encode()) for k, v in self.headers.items()]
-        self._requests: dict[str, tuple[str | None, str | None, httpx.Request]] = {}
+        self._requests: dict[str, tuple[str | None, str | None, httpx.Request, str | None]] = {}
         self.deadlines = Deadlines()  # every fetch's total timeout, on one loop timer
 
-    def request(self, url: str, etag: str | None, last_modified: str | None) -> httpx.Request:
-        """The conditional GET of ``url`` with these validators (built once, then reused)."""
+    def request(
+        self, url: str, etag: str | None, last_modified: str | None, configured: str | None = None
+    ) -> httpx.Request:
+        """The conditional GET of ``url`` with these validators (built once, then reused).
+
+        ``configured``: the source's configured URL when ``url`` is not it (see the module
+        docstring); None for the configured URL itself.
+        """
         kept = self._requests.get(url)
-        if kept is not None and kept[0] == etag and kept[1] == last_modified:
+        if (
+            kept is not None
+            and kept[0] == etag
+            and kept[1] == last_modified
+            and kept[3] == configured  # no tuple built: this runs on every poll
+        ):
             return kept[2]
         headers = self._raw.copy()
         if etag:
@@ -175,20 +192,26 @@ class Http:
         if last_modified:
             headers.append((b"If-Modified-Since", last_modified.encode("latin-1")))
         target = kept[2].url if kept is not None else httpx.URL(url)
-        request = httpx.Request("GET", target, headers=headers)
+        extensions = {CONFIGURED_URL: configured} if configured is not None else None
+        request = httpx.Request("GET", target, headers=headers, extensions=extensions)
         if kept is None and len(self._requests) >= self.CACHE:
             self._requests.clear()
-        self._requests[url] = (etag, last_modified, request)
+        self._requests[url] = (etag, last_modified, request, configured)
         return request
 
-    def prepare(self, url: str, etag: str | None, last_modified: str | None) -> None:
+    def prepare(
+        self, url: str, etag: str | None, last_modified: str | None, configured: str | None = None
+    ) -> None:
         """Build the request the next poll of ``url`` will send (see the class docstring)."""
         if etag or last_modified:
-            self.request(url, etag, last_modified)
+            self.request(url, etag, last_modified, configured)
 
-    async def get(self, url: str, etag: str | None, last_modified: str | None) -> httpx.Response:
+    async def get(
+        self, url: str, etag: str | None, last_modified: str | None, configured: str | None = None
+    ) -> httpx.Response:
         """Send a conditional GET; the response's body is not read yet (``aclose`` it)."""
-        return await self.transport.handle_async_request(self.request(url, etag, last_modified))
+        request = self.request(url, etag, last_modified, configured)
+        return await self.transport.handle_async_request(request)
 
     async def aclose(self) -> None:
         await self.transport.aclose()
@@ -203,17 +226,25 @@ async def fetch(
     last_modified: str | None = None,
     max_bytes: int = MAX_BYTES,
     timeout_s: float = 60.0,
+    configured_url: str | None = None,
 ) -> Fetched:
     """GET ``url`` conditionally, following up to ``MAX_REDIRECTS`` redirects by hand.
 
     ``timeout_s`` bounds the whole exchange (redirects and body included); the transport's own
-    timeouts bound connecting and each read.
+    timeouts bound connecting and each read. ``configured_url``: the URL in the source's config
+    when ``url`` is where the feed moved to; only requests to its host may reach private
+    addresses (``aggregator.netpolicy``). Default: ``url``.
     """
+    origin = configured_url or url
     try:
-        fetching = _fetch(http, source_id, url, etag, last_modified, max_bytes)
+        fetching = _fetch(http, source_id, url, origin, etag, last_modified, max_bytes)
         return await http.deadlines.within(timeout_s, fetching)
     except TimeoutError as exc:
         raise FetchError(source_id, f"total timeout: no complete answer in {timeout_s:g}s") from exc
+    except Refused as exc:
+        raise FetchError(source_id, f"refused: {exc}") from exc
+    except httpx.InvalidURL as exc:  # a Location httpx cannot read ("http://0177.0.0.1/")
+        raise FetchError(source_id, f"invalid URL: {exc}") from exc
     except httpx.HTTPError as exc:
         raise FetchError(source_id, f"{type(exc).__name__}: {exc}") from exc
 
@@ -222,6 +253,7 @@ async def _fetch(
     http: Http,
     source_id: str,
     url: str,
+    origin: str,
     etag: str | None,
     last_modified: str | None,
     max_bytes: int,
@@ -231,7 +263,8 @@ async def _fetch(
     current = url
     for _ in range(MAX_REDIRECTS + 1):
         _check_scheme(source_id, current)
-        resp = await http.get(current, etag, last_modified)
+        configured = None if current == origin else origin  # None: no extension to build
+        resp = await http.get(current, etag, last_modified, configured)
         try:
             if resp.has_redirect_location:
                 target = urljoin(current, resp.headers.get("location", ""))
@@ -247,7 +280,7 @@ async def _fetch(
             body = await _read_capped(source_id, resp, max_bytes)
             headers = header_dict(resp)
             new_etag, new_modified = headers.get("etag"), headers.get("last-modified")
-            http.prepare(current, new_etag, new_modified)
+            http.prepare(current, new_etag, new_modified, configured)
             return Fetched(
                 source_id, current, 200, body, headers, etag=new_etag,
                 last_modified=new_modified, body_hash=body_hash(body), permanent_url=permanent,
@@ -263,14 +296,20 @@ def make_http(
     connect_timeout_s: float = 10.0,
     read_timeout_s: float = 30.0,
     max_connections: int = 16,
+    policy: NetPolicy = DEFAULT_POLICY,
+    resolver: AbstractResolver | None = None,
 ) -> Http:
-    """The daemon's ``Http``: clear User-Agent, timeouts, a keep-alive pool over aiohttp.
+    """The daemon's ``Http``: clear User-Agent, timeouts, a keep-alive pool over aiohttp, the
+    SSRF ``policy`` (``[fetch]``; the default refuses redirects into private networks).
 
+    ``resolver`` resolves names (default: aiohttp's); the policy applies to what it returns.
     Create it inside the event loop that uses it.
     """
     transport = AiohttpTransport(
         max_connections=max_connections,
         connect_timeout_s=connect_timeout_s,
         read_timeout_s=read_timeout_s,
+        policy=policy,
+        resolver=resolver,
     )
     return Http(transport, user_agent=user_agent)

@@ -5,7 +5,7 @@ even over httpx-aiohttp's transport the client's own machinery (URL merging, coo
 redirect layers, event hooks) costs twice what aiohttp does (issue #5). ``fetch`` needs none of
 that: it follows redirects itself, sends no cookies and no auth. So it calls this transport's
 ``handle_async_request`` directly (httpx's public transport API; tests inject
-``httpx.MockTransport`` the same way), and this transport hands the request to one pooled
+``httpx.MockTransport`` the same way), and this transport hands the request to a pooled
 ``aiohttp.ClientSession`` with nothing extra on top:
 
 - no cookie jar (feeds are polled anonymously; a cookie set by one feed never reaches another),
@@ -15,11 +15,21 @@ that: it follows redirects itself, sends no cookies and no auth. So it calls thi
 - aiohttp's errors mapped onto httpx's exception tree (``httpx.TimeoutException``,
   ``httpx.ConnectError``, ``httpx.ReadError`` ...), so callers only know httpx.
 
+It also enforces ``netpolicy`` (SSRF) on the address each request connects to: a name through
+``PolicyResolver`` (aiohttp connects to exactly the addresses it returns, so no DNS answer can
+change between check and connect), an IP literal (which aiohttp never resolves) before anything
+is sent. A request is checked as a redirect (public addresses only) when its
+``CONFIGURED_URL`` extension names another host than its own; the transport follows no redirects
+itself, so a request without that extension is its caller's choice, like a configured URL.
+Redirected requests have their own session: a pooled connection opened for a source's configured
+host never carries a redirect of another source there.
+
 Create it inside the event loop that uses it; ``aclose`` it there too.
 """
 
 from __future__ import annotations
 
+import socket
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,17 +37,67 @@ from typing import Any
 import aiohttp
 import httpx
 import yarl
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+from .netpolicy import DEFAULT_POLICY, NetPolicy, literal_address, parse_address
 
 CHUNK = 64 * 1024
 URL_CACHE = 100_000  # parsed URLs kept
 # Sent with every request: what we decode (httpx's decoders; brotli via the ``brotli`` package).
 ACCEPT_ENCODING = "gzip, deflate, br"
+# Request extension: the URL the admin configured for the source this request serves. Another
+# host than the request's own means a redirect (or a moved feed) took the fetch there.
+CONFIGURED_URL = "aggregator.configured_url"
+_CONFIGURED, _REDIRECTED = 0, 1  # which session (and which check) a request goes through
+
+
+class Refused(httpx.ConnectError):
+    """The network policy refused the request's address; nothing was sent to it."""
+
+
+class _RefusedAddress(OSError):
+    """Raised by ``PolicyResolver``: aiohttp wraps a resolver's OSError, keeping it as os_error."""
+
+
+class PolicyResolver(AbstractResolver):
+    """Resolves through ``base``, keeping only the addresses ``policy`` lets a request reach."""
+
+    def __init__(self, base: AbstractResolver, policy: NetPolicy, *, redirect: bool) -> None:
+        self._base = base
+        self._policy = policy
+        self._redirect = redirect
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        kept: list[ResolveResult] = []
+        refusals: list[str] = []
+        for info in await self._base.resolve(host, port, family):
+            try:
+                address = parse_address(info["host"])
+            except ValueError:
+                refusals.append(f"{host} at unreadable address {info['host']!r}")
+                continue
+            refusal = self._policy.refusal(address, redirect=self._redirect, host=host)
+            if refusal is None:
+                kept.append(info)
+            else:
+                refusals.append(refusal)
+        if refusals and not kept:
+            raise _RefusedAddress(refusals[0])
+        return kept  # a name with public and private answers connects to the public ones
+
+    async def close(self) -> None:
+        """The base resolver is shared: its owner closes it."""
 
 
 def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError | None:
     """aiohttp's exception as httpx's (the most specific first); None: not a transport error."""
     text = str(exc) or type(exc).__name__
     if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, _RefusedAddress):
+            return Refused(str(exc.os_error), request=request)
         return httpx.ConnectError(text, request=request)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return httpx.ConnectTimeout(text, request=request)
@@ -76,7 +136,8 @@ class _Body(httpx.AsyncByteStream):
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    """One pooled aiohttp session behind httpx's transport API (HTTP/1.1, keep-alive)."""
+    """One pooled aiohttp session behind httpx's transport API (HTTP/1.1, keep-alive), and one
+    more for redirected requests when the policy holds them to stricter rules."""
 
     def __init__(
         self,
@@ -85,12 +146,19 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 30.0,
         keepalive_s: float = 15.0,
+        policy: NetPolicy = DEFAULT_POLICY,
+        resolver: AbstractResolver | None = None,
     ) -> None:
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: list[aiohttp.ClientSession | None] = [None, None]
+        self._policy = policy
+        self._resolver = resolver  # resolves names; the policy is applied on top (tests fake it)
+        self._owns_resolver = resolver is None
         self._urls: dict[str, yarl.URL] = {}  # parsed once per URL text (bounded)
+        self._hosts: dict[str, str | None] = {}  # configured URL -> its host (bounded)
         # What aiohttp is given, per request object (``fetch.Http`` reuses a source's request
-        # poll after poll); weak, so an entry lives exactly as long as its request.
-        self._sent: weakref.WeakKeyDictionary[httpx.Request, tuple[yarl.URL, Any]] = (
+        # poll after poll), and through which session; weak, so an entry lives exactly as long
+        # as its request. The policy's check of an IP literal is done once, here.
+        self._sent: weakref.WeakKeyDictionary[httpx.Request, tuple[yarl.URL, Any, int]] = (
             weakref.WeakKeyDictionary()
         )
         self._max_connections = max_connections
@@ -99,35 +167,70 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             sock_connect=connect_timeout_s, sock_read=read_timeout_s
         )
 
-    def _open(self) -> aiohttp.ClientSession:
+    def _open(self, which: int) -> aiohttp.ClientSession:
+        if self._resolver is None:
+            self._resolver = DefaultResolver()
+        resolver = PolicyResolver(self._resolver, self._policy, redirect=which == _REDIRECTED)
         connector = aiohttp.TCPConnector(
-            limit=self._max_connections, keepalive_timeout=self._keepalive_s
+            limit=self._max_connections, keepalive_timeout=self._keepalive_s, resolver=resolver
         )
-        return aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
             skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"),
             trust_env=False,
         )
+        self._sessions[which] = session
+        return session
+
+    def _parse(self, text: str) -> yarl.URL:
+        url = self._urls.get(text)
+        if url is None:
+            if len(self._urls) >= URL_CACHE:
+                self._urls.clear()
+            url = self._urls[text] = yarl.URL(text, encoded=True)
+        return url
+
+    def _host_of(self, configured: str) -> str | None:
+        """The host a request for ``configured`` connects to (parsed as requests are)."""
+        if configured not in self._hosts:
+            if len(self._hosts) >= URL_CACHE:
+                self._hosts.clear()
+            try:
+                host = self._parse(str(httpx.URL(configured))).raw_host
+            except (httpx.InvalidURL, ValueError):
+                host = None  # matches no request's host: its requests count as redirected
+            self._hosts[configured] = host
+        return self._hosts[configured]
+
+    def _prepare(self, request: httpx.Request) -> tuple[yarl.URL, Any, int]:
+        """What aiohttp takes (a parsed yarl URL and str headers) and the session to use;
+        raises ``Refused`` for an IP literal the policy refuses."""
+        url = self._parse(str(request.url))
+        host = url.raw_host or ""
+        configured = request.extensions.get(CONFIGURED_URL)
+        redirect = configured is not None and self._host_of(configured) != host
+        try:
+            address = literal_address(host)
+        except ValueError as exc:
+            raise Refused(f"unreadable address {host!r} (ssrf policy)", request=request) from exc
+        if address is not None:
+            refusal = self._policy.refusal(address, redirect=redirect)
+            if refusal is not None:
+                raise Refused(refusal, request=request)
+        which = _REDIRECTED if redirect and self._policy.strict else _CONFIGURED
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        sent = self._sent[request] = (url, headers, which)
+        return sent
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._session or self._open()
-        self._session = session
+        sent = self._sent.get(request) or self._prepare(request)
+        session = self._sessions[sent[2]] or self._open(sent[2])
         timeout = self._timeout
         if "timeout" in request.extensions:  # per request, as httpx spells it
             t: dict[str, Any] = request.extensions["timeout"]
             timeout = aiohttp.ClientTimeout(sock_connect=t.get("connect"), sock_read=t.get("read"))
-        sent = self._sent.get(request)
-        if sent is None:  # what aiohttp takes: a parsed yarl URL and str headers
-            text = str(request.url)
-            url = self._urls.get(text)
-            if url is None:
-                if len(self._urls) >= URL_CACHE:
-                    self._urls.clear()
-                url = self._urls[text] = yarl.URL(text, encoded=True)
-            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-            sent = self._sent[request] = (url, headers)
         try:
             response = await session.request(
                 request.method,
@@ -154,6 +257,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for which, session in enumerate(self._sessions):
+            if session is not None:
+                await session.close()
+                self._sessions[which] = None
+        if self._owns_resolver and self._resolver is not None:
+            await self._resolver.close()
+            self._resolver = None
