@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from ..text import clean_text
 from ..types import Enclosure, Entry, ParsedEntry, ParsedFeed
 from .dedup import content_hash, decide, entry_key, normalise_title
 from .html import clean_html, cleaned_html_to_text, first_image, html_to_text, truncate_text
@@ -39,10 +40,15 @@ def _enclosures(items: Sequence[Enclosure], base: str | None) -> tuple[Enclosure
     return tuple(out)
 
 
+def _one_line(value: str) -> str:
+    """Plain text (``aggregator.text``) on one line, whitespace collapsed."""
+    return " ".join(clean_text(value).split())
+
+
 def _categories(values: Sequence[str]) -> tuple[str, ...]:
     out: dict[str, None] = {}
     for value in values:
-        text = " ".join(value.split())
+        text = _one_line(value)
         if text:
             out.setdefault(text, None)
     return tuple(out)
@@ -55,7 +61,11 @@ def _http_or_none(url: str | None) -> str | None:
 def normalise_entry(
     parsed: ParsedEntry, *, source_id: str, feed: ParsedFeed, feed_url: str
 ) -> Entry:
-    """Clean one entry: sanitised HTML, absolute links without trackers, key and content hash."""
+    """Clean one entry: sanitised HTML, absolute links without trackers, key and content hash.
+
+    Every plain-text field (title, author, categories, summary) and the HTML go through the
+    ``aggregator.text`` rule; guid and links are identifiers and stay as published.
+    """
     feed_base = absolutise(feed.base or feed.link, feed_url) or feed_url
     link = _http_or_none(absolutise(parsed.link, feed_base))
     link = strip_tracking(link) if link else None
@@ -68,7 +78,7 @@ def normalise_entry(
     thumbnail = image or first_image(content)
     enclosures = _enclosures(parsed.enclosures, base)
     categories = _categories(parsed.categories)
-    author = " ".join(parsed.author.split()) if parsed.author else None
+    author = _one_line(parsed.author) if parsed.author else None
     summary = truncate_text(text, SUMMARY_LENGTH)
     norm_link = normalise_link(link)
     published = parsed.published_at or parsed.updated_at

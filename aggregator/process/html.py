@@ -1,6 +1,7 @@
 """Entry HTML cleaning: lazy images, absolute URLs, tracking parameters, allowlist sanitising.
 
-Pure: no I/O, no clock. Everything an output shows passes through ``clean_html``.
+Pure: no I/O, no clock. Everything an output shows passes through ``clean_html``, every plain
+text through ``html_to_text`` or ``cleaned_html_to_text`` (both apply ``aggregator.text``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from html import unescape
 import nh3
 from bs4 import BeautifulSoup, Tag
 
+from ..text import clean_markup, clean_text
 from .links import absolutise, strip_tracking
 
 # Attributes lazy-loading scripts use for the real image URL, in order of preference.
@@ -113,9 +115,19 @@ def clean_html(html: str | None, *, base: str | None) -> str:
         html = str(soup)
     token = _BASE.set(base)
     try:
-        return _CLEANER.clean(html).strip()
+        # After the sanitiser, which decodes character references (&#x202E; is U+202E): text
+        # and attribute values alike lose what no output may carry.
+        return clean_markup(_sanitise(_CLEANER, html)).strip()
     finally:
         _BASE.reset(token)
+
+
+def _sanitise(cleaner: nh3.Cleaner, html: str) -> str:
+    try:
+        return cleaner.clean(html)
+    except UnicodeEncodeError:
+        # A lone surrogate (a JSON Feed's "\ud800"): nh3 takes only text UTF-8 can encode.
+        return cleaner.clean(clean_markup(html))
 
 
 _BLOCKS = ("p", "div", "br", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6",
@@ -136,9 +148,9 @@ def html_to_text(html: str | None) -> str:
     if not html:
         return ""
     if "<" not in html and "&" not in html:
-        return " ".join(html.split())
+        return " ".join(clean_text(html).split())
     spaced = _BLOCK_TAG.sub(" <", html)
-    return " ".join(unescape(_TEXT_CLEANER.clean(spaced)).split())
+    return " ".join(clean_text(unescape(_sanitise(_TEXT_CLEANER, spaced))).split())
 
 
 # No tags at all: what is left is the text, escaped (reused: building one costs ~10 us).
@@ -158,9 +170,9 @@ def cleaned_html_to_text(html: str) -> str:
     ``html_to_text``.
     """
     if "<" not in html and "&" not in html:
-        return " ".join(html.split())
+        return " ".join(clean_text(html).split())
     spaced = _BLOCK_TAG.sub(" <", html)
-    return " ".join(unescape(_SERIALISED_TAG.sub("", spaced)).split())
+    return " ".join(clean_text(unescape(_SERIALISED_TAG.sub("", spaced))).split())
 
 
 def first_image(html: str) -> str | None:
@@ -173,16 +185,34 @@ def _is_wide(char: str) -> bool:
     return unicodedata.east_asian_width(char) in ("W", "F")
 
 
+_ZWJ = "\u200d"
+
+
+def _continues_previous(text: str, index: int) -> bool:
+    """Whether ``text[index]`` belongs with the character before it: a combining mark, or a
+    part of an emoji sequence (after or before a ZWJ, a variation selector, a skin tone, the
+    tag characters of a flag such as England's)."""
+    char = text[index]
+    return bool(
+        unicodedata.combining(char)
+        or char == _ZWJ
+        or text[index - 1] == _ZWJ
+        or "\ufe00" <= char <= "\ufe0f"
+        or "\U0001f3fb" <= char <= "\U0001f3ff"
+        or "\U000e0020" <= char <= "\U000e007f"
+    )
+
+
 def truncate_text(text: str, limit: int) -> str:
     """Cut ``text`` to at most ``limit`` characters plus an ellipsis.
 
     Words in space-separated scripts are not split; CJK text (no spaces) is cut between
-    characters; combining marks stay with their base character.
+    characters; combining marks stay with their base character, emoji sequences whole.
     """
     if len(text) <= limit:
         return text
     cut = limit
-    while cut > 0 and unicodedata.combining(text[cut]):
+    while cut > 0 and _continues_previous(text, cut):
         cut -= 1
     head = text[:cut]
     last = head[-1:]

@@ -10,18 +10,37 @@ from typing import Any
 
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no stubs
 
+from aggregator.text import clean_markup as _clean_markup
+from aggregator.text import clean_text as _clean_text
 from aggregator.types import Channel, Provenance, StoredEntry
 
 GENERATOR = "aggregator"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Characters outside the XML 1.0 Char production (W3C XML 1.0, section 2.2): C0 controls other
-# than tab/LF/CR, lone surrogates and U+FFFE/U+FFFF. lxml refuses them, so every output drops them.
+# than tab/LF/CR, lone surrogates and U+FFFE/U+FFFF. lxml refuses them; aggregator.text drops
+# them with the rest, and the Markdown posts drop at least these.
 _XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
+# Process already applies the aggregator.text rule; the feeds apply it again as they write, for
+# rows stored before it existed and so that no stored value can make lxml refuse a document.
 def clean_text(value: str | None) -> str:
-    """Return ``value`` without characters that XML 1.0 forbids (``None`` gives "")."""
+    """Plain text (titles, names, categories, summaries) as the feeds write it (None gives "")."""
+    return _clean_text(value) if value else ""
+
+
+def clean_markup(value: str | None) -> str:
+    """HTML, URLs and ids as the feeds write them: no unsafe code point (None gives "")."""
+    return _clean_markup(value) if value else ""
+
+
+def xml_chars(value: str | None) -> str:
+    """Return ``value`` without characters that XML 1.0 forbids (``None`` gives "").
+
+    Only for the Markdown posts, which keep every other value exactly (YAML can quote C1
+    controls); the feeds use ``clean_text`` and ``clean_markup``.
+    """
     if not value:
         return ""
     return _XML_ILLEGAL.sub("", value)

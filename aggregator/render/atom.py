@@ -12,6 +12,7 @@ from aggregator.render._common import (
     GENERATOR,
     author_name,
     categories,
+    clean_markup,
     clean_text,
     feed_updated,
     primary_source,
@@ -38,9 +39,9 @@ def render_atom(channel: Channel, entries: Sequence[StoredEntry]) -> bytes:
     feed = etree.Element(_atom("feed"), nsmap=_NSMAP)
     url = self_url(channel, file_name(channel))
     _text(feed, "id", url)
-    _text(feed, "title", channel.title, type="text")
+    _text(feed, "title", clean_text(channel.title), type="text")
     if channel.subtitle:
-        _text(feed, "subtitle", channel.subtitle, type="text")
+        _text(feed, "subtitle", clean_text(channel.subtitle), type="text")
     # Never the clock: an empty feed gets the epoch so the bytes stay deterministic.
     _text(feed, "updated", rfc3339(feed_updated(entries) or EPOCH))
     _link(feed, url, rel="self", type="application/atom+xml")
@@ -54,7 +55,7 @@ def render_atom(channel: Channel, entries: Sequence[StoredEntry]) -> bytes:
 def _entry(channel: Channel, entry: StoredEntry) -> etree._Element:
     element = etree.Element(_atom("entry"))
     _text(element, "id", entry.uid)
-    _text(element, "title", entry.title, type="text")
+    _text(element, "title", clean_text(entry.title), type="text")
     if entry.link:
         _link(element, entry.link, rel="alternate")
     _text(element, "published", rfc3339(entry.published_at))
@@ -64,12 +65,12 @@ def _entry(channel: Channel, entry: StoredEntry) -> etree._Element:
     for term in categories(entry):
         etree.SubElement(element, _atom("category"), term=term)
     if entry.summary.strip():
-        _text(element, "summary", entry.summary, type="text")
+        _text(element, "summary", clean_text(entry.summary), type="text")
     _text(element, "content", entry.content_html, type="html")
     for enclosure in entry.enclosures:
         _enclosure(element, enclosure)
     if entry.thumbnail:
-        etree.SubElement(element, f"{{{MEDIA_NS}}}thumbnail", url=clean_text(entry.thumbnail))
+        etree.SubElement(element, f"{{{MEDIA_NS}}}thumbnail", url=clean_markup(entry.thumbnail))
     source = primary_source(entry)
     if source is not None:
         element.append(_source(source))
@@ -91,7 +92,7 @@ def _source(source: Provenance) -> etree._Element:
     """atom:source (RFC 4287 section 4.2.11): the feed the merged entry's content came from."""
     element = etree.Element(_atom("source"))
     _text(element, "id", source.source_url)
-    _text(element, "title", source.source_title, type="text")
+    _text(element, "title", clean_text(source.source_title), type="text")
     _link(element, source.source_url, rel="self")
     if source.feed_link:
         _link(element, source.feed_link, rel="alternate")
@@ -103,11 +104,12 @@ def _atom(tag: str) -> str:
 
 
 def _text(parent: etree._Element, tag: str, value: str | None, **attrs: str) -> None:
+    """An element holding ``value``; plain-text values come through ``clean_text`` first."""
     element = etree.SubElement(parent, _atom(tag), **attrs)
-    element.text = clean_text(value)
+    element.text = clean_markup(value)
 
 
 def _link(parent: etree._Element, href: str, **attrs: str) -> None:
-    link = etree.SubElement(parent, _atom("link"), href=clean_text(href))
+    link = etree.SubElement(parent, _atom("link"), href=clean_markup(href))
     for key, value in attrs.items():
-        link.set(key, clean_text(value))
+        link.set(key, clean_markup(value))

@@ -9,6 +9,7 @@ from typing import Any
 from aggregator.render._common import (
     author_name,
     categories,
+    clean_markup,
     clean_text,
     rfc3339,
     self_url,
@@ -29,8 +30,8 @@ def render_jsonfeed(channel: Channel, entries: Sequence[StoredEntry]) -> bytes:
     feed: dict[str, Any] = {
         "version": VERSION,
         "title": clean_text(channel.title),
-        "home_page_url": clean_text(channel.base_url),
-        "feed_url": clean_text(self_url(channel, file_name(channel))),
+        "home_page_url": clean_markup(channel.base_url),
+        "feed_url": clean_markup(self_url(channel, file_name(channel))),
     }
     if channel.subtitle:
         feed["description"] = clean_text(channel.subtitle)
@@ -39,15 +40,15 @@ def render_jsonfeed(channel: Channel, entries: Sequence[StoredEntry]) -> bytes:
 
 
 def _item(channel: Channel, entry: StoredEntry) -> dict[str, Any]:
-    item: dict[str, Any] = {"id": clean_text(entry.uid)}
+    item: dict[str, Any] = {"id": clean_markup(entry.uid)}
     if entry.link:
-        item["url"] = clean_text(entry.link)
+        item["url"] = clean_markup(entry.link)
     item["title"] = clean_text(entry.title)
-    item["content_html"] = clean_text(entry.content_html)
+    item["content_html"] = clean_markup(entry.content_html)
     if entry.summary.strip():
         item["summary"] = clean_text(entry.summary)
     if entry.thumbnail:
-        item["image"] = clean_text(entry.thumbnail)
+        item["image"] = clean_markup(entry.thumbnail)
     item["date_published"] = rfc3339(entry.published_at)
     item["date_modified"] = rfc3339(entry.updated_at)
     item["authors"] = [{"name": author_name(entry, channel)}]
@@ -64,8 +65,8 @@ def _item(channel: Channel, entry: StoredEntry) -> dict[str, Any]:
 
 def _attachment(enclosure: Enclosure) -> dict[str, Any]:
     attachment: dict[str, Any] = {
-        "url": clean_text(enclosure.url),
-        "mime_type": clean_text(enclosure.type) or DEFAULT_MIME_TYPE,
+        "url": clean_markup(enclosure.url),
+        "mime_type": clean_markup(enclosure.type) or DEFAULT_MIME_TYPE,
     }
     if enclosure.length is not None:
         attachment["size_in_bytes"] = enclosure.length
@@ -74,8 +75,8 @@ def _attachment(enclosure: Enclosure) -> dict[str, Any]:
 
 def _source(source: Provenance) -> dict[str, str | None]:
     return {
-        "id": clean_text(source.source_id),
+        "id": clean_markup(source.source_id),
         "title": clean_text(source.source_title),
-        "url": clean_text(source.source_url),
-        "link": clean_text(source.link) or None,
+        "url": clean_markup(source.source_url),
+        "link": clean_markup(source.link) or None,
     }

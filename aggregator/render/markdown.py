@@ -15,7 +15,7 @@ from datetime import UTC
 
 import yaml
 
-from aggregator.render._common import clean_text, primary_source, rfc822
+from aggregator.render._common import primary_source, rfc822, xml_chars
 from aggregator.types import Channel, StoredEntry
 
 # Characters a YAML single-quoted scalar cannot carry as they are: line breaks (folded by YAML
@@ -46,19 +46,19 @@ def render_markdown(channel: Channel, entries: Sequence[StoredEntry]) -> dict[st
 def render_post(channel: Channel, entry: StoredEntry) -> bytes:
     """One post: YAML front matter in the seed's key order, then the content in a ``<div>``."""
     source = primary_source(entry)
-    source_title = clean_text(source.source_title if source else entry.author or channel.title)
-    group = [clean_text(entry.group)] if entry.group else []
-    lines = ["", "---", f"title: {quote_single(clean_text(entry.title))}", "categories: "]
+    source_title = xml_chars(source.source_title if source else entry.author or channel.title)
+    group = [xml_chars(entry.group)] if entry.group else []
+    lines = ["", "---", f"title: {quote_single(xml_chars(entry.title))}", "categories: "]
     lines += [f"    - {yaml_scalar(term)}" for term in [*group, source_title]]
     lines += [
         f"author: {yaml_scalar(source_title)}",
         "comments: false",
         f"date: {rfc822(entry.published_at)}",
     ]
-    thumbnail = clean_text(entry.thumbnail) or first_image(entry.content_html)
+    thumbnail = xml_chars(entry.thumbnail) or first_image(entry.content_html)
     if thumbnail:
         lines.append(f"thumbnail: {quote_single(thumbnail)}")
-    lines += ["---", "", "<div>   ", clean_text(entry.content_html) + "  ", "</div>", _TAIL]
+    lines += ["---", "", "<div>   ", xml_chars(entry.content_html) + "  ", "</div>", _TAIL]
     return "\n".join(lines).encode("utf-8")
 
 
@@ -67,7 +67,7 @@ def first_image(content_html: str) -> str | None:
     match = _IMG_SRC.search(content_html)
     if match is None:
         return None
-    src = clean_text(html.unescape(next(group for group in match.groups() if group is not None)))
+    src = xml_chars(html.unescape(next(group for group in match.groups() if group is not None)))
     return src.strip() or None
 
 

@@ -11,6 +11,7 @@ from aggregator.render._common import (
     GENERATOR,
     author_name,
     categories,
+    clean_markup,
     clean_text,
     feed_updated,
     primary_source,
@@ -36,13 +37,13 @@ def render_rss(channel: Channel, entries: Sequence[StoredEntry]) -> bytes:
     """Render ``entries`` (already sorted and limited) as an RSS 2.0 feed."""
     rss = etree.Element("rss", nsmap=_NSMAP, version="2.0")
     head = etree.SubElement(rss, "channel")
-    _text(head, "title", channel.title)
+    _text(head, "title", clean_text(channel.title))
     _text(head, "link", channel.base_url)
-    _text(head, "description", channel.subtitle or channel.title)
+    _text(head, "description", clean_text(channel.subtitle or channel.title))
     etree.SubElement(
         head,
         f"{{{ATOM_NS}}}link",
-        href=clean_text(self_url(channel, file_name(channel))),
+        href=clean_markup(self_url(channel, file_name(channel))),
         rel="self",
         type="application/rss+xml",
     )
@@ -58,7 +59,7 @@ def render_rss(channel: Channel, entries: Sequence[StoredEntry]) -> bytes:
 
 def _item(channel: Channel, entry: StoredEntry) -> etree._Element:
     item = etree.Element("item")
-    _text(item, "title", entry.title)
+    _text(item, "title", clean_text(entry.title))
     if entry.link:
         _text(item, "link", entry.link)
     _text(item, "guid", entry.uid).set("isPermaLink", "false")
@@ -67,14 +68,20 @@ def _item(channel: Channel, entry: StoredEntry) -> etree._Element:
     _text(item, f"{{{DC_NS}}}creator", author_name(entry, channel))
     for term in categories(entry):
         _text(item, "category", term)
-    _text(item, "description", entry.content_html or html.escape(entry.summary, quote=False))
+    _text(
+        item,
+        "description",
+        entry.content_html or html.escape(clean_text(entry.summary), quote=False),
+    )
     if entry.enclosures and entry.enclosures[0].url:
         _enclosure(item, entry.enclosures[0])
     if entry.thumbnail:
-        etree.SubElement(item, f"{{{MEDIA_NS}}}thumbnail", url=clean_text(entry.thumbnail))
+        etree.SubElement(item, f"{{{MEDIA_NS}}}thumbnail", url=clean_markup(entry.thumbnail))
     source = primary_source(entry)
     if source is not None:
-        _text(item, "source", source.source_title).set("url", clean_text(source.source_url))
+        _text(item, "source", clean_text(source.source_title)).set(
+            "url", clean_markup(source.source_url)
+        )
     return item
 
 
@@ -83,13 +90,14 @@ def _enclosure(parent: etree._Element, enclosure: Enclosure) -> None:
     etree.SubElement(
         parent,
         "enclosure",
-        url=clean_text(enclosure.url),
+        url=clean_markup(enclosure.url),
         length=str(enclosure.length or 0),
-        type=clean_text(enclosure.type) or "application/octet-stream",
+        type=clean_markup(enclosure.type) or "application/octet-stream",
     )
 
 
 def _text(parent: etree._Element, tag: str, value: str | None) -> etree._Element:
+    """An element holding ``value``; plain-text values come through ``clean_text`` first."""
     element = etree.SubElement(parent, tag)
-    element.text = clean_text(value)
+    element.text = clean_markup(value)
     return element
