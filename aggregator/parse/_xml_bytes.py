@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Mapping
 from urllib.parse import urljoin
+
+from ._charset import decodes, redecode
 
 # Encodings servers and CMSs declare by default although the bytes are often UTF-8.
 _WESTERN_LABELS = frozenset(
@@ -16,6 +19,7 @@ _XML_DECL_ENCODING = re.compile(
 _HTTP_CHARSET = re.compile(r";\s*charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.IGNORECASE)
 _WHITESPACE_BEFORE_DECL = re.compile(rb"\A(\xef\xbb\xbf)?[ \t\r\n]+(?=<\?xml)")
 UTF8_XML = "application/xml; charset=utf-8"
+_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def response_headers(headers: Mapping[str, str] | None, url: str | None) -> dict[str, str]:
@@ -74,6 +78,36 @@ def mislabelled_utf8(body: bytes, headers: Mapping[str, str]) -> str | None:
     except UnicodeDecodeError:
         return None
     return declared
+
+
+def misdeclared(body: bytes, headers: Mapping[str, str]) -> tuple[bytes, str] | None:
+    """A document not valid in any encoding it declares, as UTF-8 with a note; else None.
+
+    feedparser would try UTF-8, then windows-1252 (GB18030 text comes out as ``ÄãºÃÊÀ½ç``);
+    ``redecode`` finds the encoding. When that is windows-1252 too, feedparser is left to do it
+    (same text; its CharacterEncodingOverride warning says what it used). A BOM, UTF-16
+    without one and pure ASCII are the other paths' business.
+    """
+    if body.isascii() or body.startswith(_BOMS) or b"\x00" in body[:4]:
+        return None
+    labels = _declared_labels(body, headers) or ("utf-8",)  # XML's default (XML 1.0, 4.3.3)
+    # feedparser reads a gb2312 label as its superset gb18030.
+    if any(decodes(body, "gb18030" if label == "gb2312" else label) for label in labels):
+        return None
+    found = redecode(body)
+    if found is None or found.codec == "cp1252":
+        return None
+    return found.text.encode("utf-8"), f"declared {labels[0]}, {found.describe()}"
+
+
+def _declared_labels(body: bytes, headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The Content-Type charset and the XML declaration's encoding (feedparser tries both)."""
+    labels = []
+    if (match := _HTTP_CHARSET.search(headers.get("content-type", ""))) is not None:
+        labels.append(match.group(1).lower())
+    if (decl := _XML_DECL_ENCODING.match(body[:1024])) is not None:
+        labels.append(decl.group(1).decode("ascii").lower())
+    return tuple(labels)
 
 
 def _declared_encoding(body: bytes, headers: Mapping[str, str]) -> str | None:

@@ -15,6 +15,7 @@ from typing import Any
 from aggregator.errors import ParseError
 from aggregator.types import Enclosure, ParsedEntry, ParsedFeed
 
+from ._charset import redecode
 from ._common import clean, one_line, parse_date, text_to_html, unique
 
 _VERSION = re.compile(r"^(?:https?://(?:www\.)?jsonfeed\.org/version/)?(\d+(?:\.\d+)?)/?$")
@@ -24,14 +25,10 @@ _DEFAULT_FORMAT = "json11"
 
 def parse_json(body: bytes, *, source_id: str, url: str | None = None) -> ParsedFeed:
     """Parse a JSON Feed; raise ParseError if it is not valid JSON or has no ``items`` list."""
-    try:
-        # json.loads on bytes detects UTF-8/16/32 and skips a UTF-8 BOM (RFC 8259, 8.1).
-        document = json.loads(body)
-    except (UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
-        raise ParseError(source_id, f"not valid JSON ({exc})") from exc
+    fields = _Fields()
+    document = _load(body, source_id, fields)
     if not isinstance(document, dict) or not isinstance(document.get("items"), list):
         raise ParseError(source_id, "not a JSON Feed: no 'items' list")
-    fields = _Fields()
     fmt = _format(document, fields)
     title = one_line(fields.text(document, "title", "feed"))
     link = fields.text(document, "home_page_url", "feed")
@@ -49,6 +46,21 @@ def parse_json(body: bytes, *, source_id: str, url: str | None = None) -> Parsed
         entries=entries,
         warnings=tuple(fields.warnings),
     )
+
+
+def _load(body: bytes, source_id: str, fields: _Fields) -> Any:
+    """The JSON value of ``body``; bytes that are not UTF-8 are decoded as what they are."""
+    try:
+        try:
+            # json.loads on bytes detects UTF-8/16/32 and skips a UTF-8 BOM (RFC 8259, 8.1).
+            return json.loads(body)
+        except UnicodeDecodeError:
+            if (found := redecode(body)) is None:
+                raise
+            fields.warn(f"feed: not UTF-8 (RFC 8259, 8.1), {found.describe()}")
+            return json.loads(found.text)
+    except (UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
+        raise ParseError(source_id, f"not valid JSON ({exc})") from exc
 
 
 def _format(document: dict[str, Any], fields: _Fields) -> str:

@@ -17,6 +17,7 @@ import yaml
 from aggregator.errors import ParseError
 from aggregator.types import ParsedEntry, ParsedFeed
 
+from ._charset import redecode
 from ._common import as_datetime, clean, has_html_tags, one_line, text_to_html, unique
 
 FORMAT = "markdown"
@@ -60,17 +61,26 @@ def parse_posts(posts: Sequence[tuple[str, bytes]], *, source_id: str) -> Parsed
 
 def parse_post(body: bytes, *, source_id: str) -> tuple[ParsedEntry, tuple[str, ...]]:
     """One post as (entry, warnings); ParseError if it has no readable front matter."""
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ParseError(source_id, f"Markdown post is not UTF-8 ({exc})") from exc
+    warnings: list[str] = []
+    text = _decode(body, source_id, warnings)
     match = _FRONT_MATTER.match(text)
     if match is None:
         raise ParseError(source_id, "Markdown post without a closed '---' front matter block")
     meta = _load_front_matter(match.group(1), source_id)
-    warnings: list[str] = []
     entry = _entry(meta, text[match.end() :], warnings)
     return entry, tuple(warnings)
+
+
+def _decode(body: bytes, source_id: str, warnings: list[str]) -> str:
+    """The post as text: UTF-8, else what it is encoded in, with a warning."""
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        found = redecode(body)
+        if found is None:
+            raise ParseError(source_id, f"Markdown post is not UTF-8 ({exc})") from exc
+        warnings.append(f"not UTF-8, {found.describe()}")
+        return found.text
 
 
 def _load_front_matter(front: str, source_id: str) -> dict[Any, Any]:

@@ -25,6 +25,7 @@ from . import fastxml
 from ._common import clean, html_to_text, one_line, text_to_html, unique
 from ._xml_bytes import (
     UTF8_XML,
+    misdeclared,
     mislabelled_utf8,
     response_headers,
     strip_whitespace_before_declaration,
@@ -72,6 +73,10 @@ def parse_xml(
     declared = mislabelled_utf8(body, http)
     if declared is not None:
         notes.append(f"declared {declared} but the bytes are UTF-8: decoded as UTF-8")
+        http = {**http, "content-type": UTF8_XML}
+    elif (redecoded := misdeclared(body, http)) is not None:
+        body, note = redecoded
+        notes.append(note)
         http = {**http, "content-type": UTF8_XML}
     result = fastxml.feedparse(body, http) if fast else None
     if result is None:
