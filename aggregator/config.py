@@ -59,9 +59,12 @@ class PollConfig:
     tick_s: float = 30.0  # how often the scheduler looks for due sources
     max_concurrency: int = 16
     per_host: int = 2
-    timeout_s: float = 60.0  # total, per request
+    # A feed is a small document: a server that cannot deliver one in 30 s is failing, and a
+    # tick must not wait longer for it (Miniflux gives 20 s, rss2email 60 s).
+    timeout_s: float = 30.0  # total, per request: connecting, redirects, the whole body
     connect_timeout_s: float = 10.0
-    read_timeout_s: float = 30.0
+    read_timeout_s: float = 20.0  # between two reads of the body
+    tick_deadline_s: float = 300.0  # no poll starts later into a tick: the rest waits for the next
     max_bytes: int = 10 * 1024 * 1024
     parse_workers: int = 0  # processes that parse large ticks; 0: one per core, 1: inline
 
@@ -151,6 +154,7 @@ _POLL: dict[str, Check] = {
     "max_concurrency": is_pos_int,
     "per_host": is_pos_int,
     "timeout": is_duration,
+    "tick_deadline": is_duration,
     "connect_timeout": is_duration,
     "read_timeout": is_duration,
     "max_bytes": is_pos_int,
@@ -287,6 +291,7 @@ def _build_poll(raw: dict[str, Any], problems: Problems) -> PollConfig:
         timeout_s=seconds.get("timeout") or defaults.timeout_s,
         connect_timeout_s=seconds.get("connect_timeout") or defaults.connect_timeout_s,
         read_timeout_s=seconds.get("read_timeout") or defaults.read_timeout_s,
+        tick_deadline_s=seconds.get("tick_deadline") or defaults.tick_deadline_s,
         max_bytes=raw.get("max_bytes", defaults.max_bytes),
         parse_workers=raw.get("parse_workers", defaults.parse_workers),
     )

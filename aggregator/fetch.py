@@ -225,7 +225,7 @@ async def fetch(
     etag: str | None = None,
     last_modified: str | None = None,
     max_bytes: int = MAX_BYTES,
-    timeout_s: float = 60.0,
+    timeout_s: float = 30.0,
     configured_url: str | None = None,
 ) -> Fetched:
     """GET ``url`` conditionally, following up to ``MAX_REDIRECTS`` redirects by hand.
@@ -240,13 +240,15 @@ async def fetch(
         fetching = _fetch(http, source_id, url, origin, etag, last_modified, max_bytes)
         return await http.deadlines.within(timeout_s, fetching)
     except TimeoutError as exc:
-        raise FetchError(source_id, f"total timeout: no complete answer in {timeout_s:g}s") from exc
+        message = f"total timeout: no complete answer in {timeout_s:g}s"
+        raise FetchError(source_id, message, timed_out=True) from exc
     except Refused as exc:
         raise FetchError(source_id, f"refused: {exc}") from exc
     except httpx.InvalidURL as exc:  # a Location httpx cannot read ("http://0177.0.0.1/")
         raise FetchError(source_id, f"invalid URL: {exc}") from exc
     except httpx.HTTPError as exc:
-        raise FetchError(source_id, f"{type(exc).__name__}: {exc}") from exc
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        raise FetchError(source_id, f"{type(exc).__name__}: {exc}", timed_out=timed_out) from exc
 
 
 async def _fetch(
@@ -294,7 +296,7 @@ def make_http(
     *,
     user_agent: str,
     connect_timeout_s: float = 10.0,
-    read_timeout_s: float = 30.0,
+    read_timeout_s: float = 20.0,
     max_connections: int = 16,
     policy: NetPolicy = DEFAULT_POLICY,
     resolver: AbstractResolver | None = None,

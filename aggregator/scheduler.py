@@ -253,6 +253,7 @@ class Scheduler:
             connect_timeout_s=poll.connect_timeout_s,
             read_timeout_s=poll.read_timeout_s,
             max_connections=poll.max_concurrency,
+            policy=self.config.fetch,
         )
 
     def _observe(self, outcome: PollOutcome) -> None:
@@ -305,11 +306,15 @@ def build_scheduler(
     offline: bool = False,
     clock: Callable[[], datetime] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    on_progress: Callable[[], None] | None = None,
 ) -> Scheduler:
-    """A scheduler that builds its own HTTP client from ``[poll]`` (none when offline)."""
-    scheduler = Scheduler(config, store, metrics or Metrics(), offline=offline, transport=transport)
+    """A scheduler that builds its own HTTP client from ``[poll]`` (none when offline);
+    ``on_progress`` is called after each poll (`aggregator once` draws its progress bar)."""
+    scheduler = Scheduler(config, store, metrics or Metrics(), offline=offline, transport=transport,
+                          on_progress=on_progress)  # fmt: skip
     if config.poll.parse_workers:
         scheduler.parse_workers = config.poll.parse_workers
+    scheduler.tick_deadline_s = config.poll.tick_deadline_s
     if clock is not None:
         scheduler.clock = clock
     return scheduler
@@ -323,12 +328,12 @@ def run_once(
     offline: bool,
     force: bool = False,
     transport: httpx.AsyncBaseTransport | None = None,
+    on_progress: Callable[[], None] | None = None,
 ) -> TickReport:
     """`aggregator once [--force]`: one tick (the due sources, or with ``force`` those not yet
     due too), store, render what changed (every output, the first time)."""
-    scheduler = build_scheduler(
-        config, store, offline=offline, clock=lambda: now, transport=transport
-    )
+    scheduler = build_scheduler(config, store, offline=offline, clock=lambda: now,
+                                transport=transport, on_progress=on_progress)  # fmt: skip
     try:
         scheduler.start()
         return scheduler.tick(force=force)

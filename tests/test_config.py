@@ -226,3 +226,14 @@ def test_parse_workers(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"poll\.parse_workers: must be a whole number"):
         parse_config({"poll": {"parse_workers": -1}}, path=tmp_path / "c.toml")
+
+
+def test_request_and_tick_time_limits(tmp_path: Path) -> None:
+    poll = parse_config({}, path=tmp_path / "c.toml").poll
+    assert (poll.timeout_s, poll.connect_timeout_s, poll.read_timeout_s) == (30.0, 10.0, 20.0)
+    assert poll.tick_deadline_s == 300.0
+    raw = {"poll": {"tick_deadline": "90s", "timeout": "20s"}}
+    poll = parse_config(raw, path=tmp_path / "c.toml").poll
+    assert (poll.tick_deadline_s, poll.timeout_s) == (90.0, 20.0)
+    with pytest.raises(ConfigError, match=r"poll\.tick_deadline"):
+        parse_config({"poll": {"tick_deadline": "soon"}}, path=tmp_path / "c.toml")
