@@ -66,6 +66,7 @@ class PollConfig:
     read_timeout_s: float = 20.0  # between two reads of the body
     tick_deadline_s: float = 300.0  # no poll starts later into a tick: the rest waits for the next
     max_bytes: int = 10 * 1024 * 1024
+    max_entries_per_feed: int = 1000  # a document's newest entries kept; the rest dropped
     parse_workers: int = 0  # processes that parse large ticks; 0: one per core, 1: inline
 
 
@@ -158,6 +159,7 @@ _POLL: dict[str, Check] = {
     "connect_timeout": is_duration,
     "read_timeout": is_duration,
     "max_bytes": is_pos_int,
+    "max_entries_per_feed": is_pos_int,
     "parse_workers": is_non_negative_int,
 }
 _FETCH: dict[str, Check] = {"allow_private_redirects": is_bool, "allowed_networks": is_networks}
@@ -293,6 +295,7 @@ def _build_poll(raw: dict[str, Any], problems: Problems) -> PollConfig:
         read_timeout_s=seconds.get("read_timeout") or defaults.read_timeout_s,
         tick_deadline_s=seconds.get("tick_deadline") or defaults.tick_deadline_s,
         max_bytes=raw.get("max_bytes", defaults.max_bytes),
+        max_entries_per_feed=raw.get("max_entries_per_feed", defaults.max_entries_per_feed),
         parse_workers=raw.get("parse_workers", defaults.parse_workers),
     )
     if not poll.min_interval_s <= poll.interval_s <= poll.max_interval_s:

@@ -5,7 +5,7 @@ It runs in the parse worker processes, so it imports only the parse and process 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .parse import parse_document, parse_posts
 from .process import html_to_text, normalise_entries
@@ -31,9 +31,30 @@ def _parse(fetched: Fetched) -> ParsedFeed:
     )
 
 
-def prepare(fetched: Fetched) -> Prepared:
-    """Parse and normalise one fetched document. Pure (no I/O, no clock): runs in workers."""
-    feed = _parse(fetched)
+MAX_ENTRIES = 1000  # per document: a feed of a million tiny entries is an attack, not news
+
+
+def newest(feed: ParsedFeed, limit: int) -> ParsedFeed:
+    """``feed`` with at most ``limit`` entries: the newest by date (undated ones after the dated,
+    in document order, which feeds keep newest first), in document order."""
+    entries = feed.entries
+    if len(entries) <= limit:
+        return feed
+
+    def age(i: int) -> tuple[int, float, int]:
+        when = entries[i].published_at or entries[i].updated_at
+        return (0, -when.timestamp(), i) if when else (1, 0.0, i)
+
+    kept = sorted(sorted(range(len(entries)), key=age)[:limit])
+    warning = f"{len(entries) - limit} of {len(entries)} entries over the cap of {limit} dropped"
+    return replace(feed, entries=tuple(entries[i] for i in kept),
+                   warnings=(*feed.warnings, warning))  # fmt: skip
+
+
+def prepare(fetched: Fetched, max_entries: int = MAX_ENTRIES) -> Prepared:
+    """Parse and normalise one fetched document (its ``max_entries`` newest entries). Pure (no
+    I/O, no clock): runs in workers."""
+    feed = newest(_parse(fetched), max_entries)
     entries, warnings = normalise_entries(feed, source_id=fetched.source_id, feed_url=fetched.url)
     return Prepared(
         title=html_to_text(feed.title) or None,  # some feeds put entities in plain-text titles

@@ -25,7 +25,7 @@ from .config import DedupConfig, SourceConfig
 from .errors import FetchError, ParseError, SourceError, StoreError
 from .fetch import Http
 from .pipeline import Fetcher, Write, failed, logged, poll_source
-from .prepare import Prepared, prepare
+from .prepare import MAX_ENTRIES, Prepared, prepare
 from .schedule import Planner
 from .store import Store
 from .types import Fetched, PollOutcome, PollRecord, PollState
@@ -167,6 +167,7 @@ class TickRun:
     max_concurrency: int
     per_host: int
     parse_workers: ParseWorkers | None = None  # None: prepare inline
+    max_entries: int = MAX_ENTRIES  # per document: the newest are kept
     hosts: dict[str, str] = field(default_factory=dict)  # source id -> host of its URL
     on_outcome: Callable[[PollOutcome], None] = lambda outcome: None
     deadline: float | None = None  # ``clock()`` past which no new poll starts (deferred)
@@ -208,11 +209,12 @@ class TickRun:
     async def _prepare(self, fetched: Fetched) -> Prepared:
         if self.parse_workers is not None:
             try:
-                return await asyncio.wrap_future(self.parse_workers.submit(fetched))
+                submitted = self.parse_workers.submit(fetched, self.max_entries)
+                return await asyncio.wrap_future(submitted)
             except BrokenProcessPool:
                 self.parse_workers.broken()
                 self.parse_workers = None
-        return prepare(fetched)
+        return prepare(fetched, self.max_entries)
 
     async def store(self, write: Write) -> PollOutcome:
         done: asyncio.Future[PollOutcome] = asyncio.get_running_loop().create_future()
@@ -371,7 +373,7 @@ class Writer:
                 return
             outcomes = [exc]
         self.changed = self.changed or any(
-            isinstance(o, PollOutcome) and _changes_outputs(o) for o in outcomes
+            isinstance(o, PollOutcome) and o.result.changes_outputs for o in outcomes
         )
         self.loop.call_soon_threadsafe(
             _settle, [(j.done, o) for j, o in zip(jobs, outcomes, strict=True)]
@@ -383,8 +385,3 @@ class Writer:
                 tx.record_polls(records)
         except StoreError as exc:  # these sources stay due: polled again next tick
             log.error("could not record %d polls: %s", len(records), exc)
-
-
-def _changes_outputs(outcome: PollOutcome) -> bool:
-    """New or updated entries, or merges (which add provenance), change what outputs show."""
-    return outcome.result.changed or outcome.result.duplicate > 0

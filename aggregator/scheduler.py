@@ -219,6 +219,7 @@ class Scheduler:
             max_concurrency=poll.max_concurrency,
             per_host=poll.per_host,
             parse_workers=self._parse_workers(len(order)),
+            max_entries=poll.max_entries_per_feed,
             hosts={s.id: self._host(s, states.get(s.id)) for s in order},
             on_outcome=self._observe,
             deadline=self._deadline(),

@@ -330,12 +330,18 @@ class PollRecord:
 class StoreResult:
     new: int = 0
     updated: int = 0
-    duplicate: int = 0
+    duplicate: int = 0  # merged into another source's entry, or a repeat of a known one
     unchanged: int = 0
+    merged: int = 0  # of ``duplicate``: merges, which add a source to what outputs show
 
     @property
     def changed(self) -> bool:
         return bool(self.new or self.updated)
+
+    @property
+    def changes_outputs(self) -> bool:
+        """New or updated entries, or merges (provenance), change what outputs show."""
+        return bool(self.new or self.updated or self.merged)
 
 
 @dataclass(frozen=True, slots=True)

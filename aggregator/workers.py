@@ -65,7 +65,7 @@ class ParseWorkers:
     def started(self) -> bool:
         return self._pool is not None
 
-    def submit(self, fetched: Fetched) -> Future[Prepared]:
+    def submit(self, fetched: Fetched, max_entries: int) -> Future[Prepared]:
         if self._pool is None:
             # (No forkserver preload of the parse stages: each worker would start faster, but
             # the server would then hold those modules too, counted again in the tree's RSS.)
@@ -73,7 +73,7 @@ class ParseWorkers:
             self._pool = ProcessPoolExecutor(
                 self.size, mp_context=context, initializer=watch_parent, initargs=(os.getpid(),)
             )
-        return self._pool.submit(prepare, fetched)
+        return self._pool.submit(prepare, fetched, max_entries)
 
     def broken(self) -> None:
         """The workers died (killed, or cannot start): callers prepare inline from now on."""

@@ -504,3 +504,32 @@ def test_no_poll_starts_after_the_tick_deadline(
     assert [(o.source_id, o.status) for o in report.outcomes][:1] == [("d0", "ok")]
     assert {o.status for o in report.outcomes[1:]} == {"deferred"} and report.deferred == 3
     assert len(web.requests) == 1
+
+
+def test_guids_made_up_on_every_request_do_not_flood_the_outputs(
+    tmp_path: Path, web: FakeWeb, scheduler_for: Build, clock: Clock, memory_store: SqlStore
+) -> None:
+    url = web.url("/fickle")
+    story = "<link>https://example.org/{n}</link><title>Story number {n}</title>"
+
+    def feed(poll: int) -> bytes:
+        items = "".join(
+            f"<item><guid>{poll}-{n}</guid>{story.format(n=n)}</item>" for n in range(3)
+        )
+        return f'<rss version="2.0"><channel><title>F</title>{items}</channel></rss>'.encode()
+
+    web.routes[url] = Route(body=feed(0))
+    sched = scheduler_for(make_config(tmp_path, [url]))
+    assert sched.tick().new == 3
+    outputs = {p: p.read_bytes() for p in (tmp_path / "public").iterdir()}
+    for poll in range(1, 4):
+        web.routes[url] = Route(body=feed(poll))
+        clock.advance(hours=1)
+        report = sched.tick()
+        assert (report.new, report.duplicate, report.rendered) == (0, 3, False)
+    assert {p: p.read_bytes() for p in outputs} == outputs
+    assert len(memory_store.recent_entries(["fickle"], limit=10)) == 3
+    # a second post about the same link, with a title of its own, is a new entry
+    web.routes[url] = Route(body=feed(9).replace(b"Story number 2<", b"Story number 2, again<"))
+    clock.advance(hours=1)
+    assert sched.tick().new == 1

@@ -122,7 +122,8 @@ def test_a_content_hash_version_bump_is_a_silent_rehash(
 ) -> None:
     run_once(project, db, now=clock.now, offline=True)
     before, items, entries = outputs(project), rows(db, ITEMS), rows(db, ENTRIES)
-    assert rows(db, "select distinct hash_version from items") == [(1,)]
+    now = dedup.CONTENT_HASH_VERSION
+    assert rows(db, "select distinct hash_version from items") == [(now,)]
 
     v1 = dedup.content_hash
 
@@ -130,7 +131,7 @@ def test_a_content_hash_version_bump_is_a_silent_rehash(
         return hashlib.sha256(("v2" + v1(**parts)).encode()).hexdigest()
 
     monkeypatch.setattr(process, "content_hash", v2)  # what ``normalise_entry`` calls
-    monkeypatch.setattr(dedup, "CONTENT_HASH_VERSION", 2)
+    monkeypatch.setattr(dedup, "CONTENT_HASH_VERSION", now + 1)
     report = poll_again(project, db, clock)
     assert totals(report)[:3] == (0, 0, 0)
     assert totals(report)[3] == len(items)  # a re-hash counts as unchanged
@@ -142,7 +143,7 @@ def test_a_content_hash_version_bump_is_a_silent_rehash(
         for i, s, k, e, h, u in items
     ]
     assert rows(db, ITEMS) == rehashed  # the new hash, ``updated_at`` as it was
-    assert rows(db, "select distinct hash_version from items") == [(2,)]
+    assert rows(db, "select distinct hash_version from items") == [(now + 1,)]
     logged = rows(db, "select count(*) from decisions where action = 'rehash'")
     assert logged == [(len(items),)]  # once per item, for ``explain``
 

@@ -25,7 +25,8 @@ from .links import normalise_link
 # KEY_VERSION: bump it with any change to ``entry_key`` (or to ``normalise_link``) and add a
 # migration that re-keys the stored items (``aggregator.store.rekey``), or every stored entry
 # comes back as new.
-CONTENT_HASH_VERSION = 1
+# 2: text hygiene (issue #11) cleans titles, authors, categories, summaries and HTML.
+CONTENT_HASH_VERSION = 2
 KEY_VERSION = 1
 
 _PUNCT_OR_SPACE = re.compile(r"[\W_]+", re.UNICODE)
@@ -142,6 +143,22 @@ def _match(
     return None
 
 
+def _republished(entry: Entry, candidates: Sequence[Candidate]) -> Candidate | None:
+    """This source's own entry under another key: same link and same title. Feeds that make up
+    a new guid on every request would otherwise flood every output with copies (issue #11);
+    a blog posting twice about one link gives the posts different titles."""
+    if not entry.norm_link:
+        return None
+    for cand in candidates:
+        if (
+            entry.source_id in cand.source_ids
+            and cand.norm_link == entry.norm_link
+            and cand.norm_title == entry.norm_title
+        ):
+            return cand
+    return None
+
+
 def _verdict(
     action: Action, entry: Entry, reason: str, entry_id: int | None = None, primary: bool = True
 ) -> Decision:
@@ -184,6 +201,11 @@ def decide(
         item = known.items.get(entry.key)
         if item is not None:
             decisions.append(_known(entry, item))
+            continue
+        again = _republished(entry, known.candidates)
+        if again is not None:
+            reason = f"same link and title as this source's entry {again.entry_id}: new key"
+            decisions.append(_verdict(Action.DUPLICATE, entry, reason, again.entry_id))
             continue
         found = _match(
             entry,

@@ -101,14 +101,59 @@ _CLEANER = nh3.Cleaner(
 _LAZY = re.compile(r"\b(?:" + "|".join(LAZY_SRC_ATTRS) + r")\s*=", re.IGNORECASE)
 
 
+# Hostile entry HTML (issue #11): the sanitiser's time grows with the square of the nesting
+# depth, and one entry's size with what the body cap lets through. No article needs more.
+MAX_HTML_CHARS = 1_000_000  # longer entry HTML is cut (at a tag boundary) before sanitising
+MAX_DEPTH = 100  # deeper nesting is flattened to its text
+_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^>]*?(/?)>")
+# Elements that never nest (void) or that the HTML parser closes by itself when the next one
+# opens: counting them would make ordinary markup look deep.
+_FLAT = frozenset(
+    ("area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+     "track", "wbr", "param", "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup",
+     "colgroup", "thead", "tbody", "tfoot", "rb", "rt", "rp")
+)  # fmt: skip
+
+
+def nesting_depth(html: str) -> int:
+    """How deep elements nest in ``html``, counting only elements that can nest."""
+    depth = deepest = 0
+    for closing, name, selfclosing in _TAG.findall(html):
+        if selfclosing or name.lower() in _FLAT:
+            continue
+        if closing:
+            depth = max(0, depth - 1)
+        else:
+            depth += 1
+            deepest = max(deepest, depth)
+    return deepest
+
+
+def _bounded(html: str) -> str:
+    """``html`` cut to ``MAX_HTML_CHARS`` and, when nested deeper than ``MAX_DEPTH``, flattened
+    to its escaped text (formatting lost, words kept)."""
+    if len(html) > MAX_HTML_CHARS:
+        cut = MAX_HTML_CHARS
+        opened = html.rfind("<", 0, cut)
+        if opened > html.rfind(">", 0, cut):  # not inside a tag
+            cut = opened
+        html = html[:cut]
+    if html.count("<") > MAX_DEPTH and nesting_depth(html) > MAX_DEPTH:
+        text = " ".join(unescape(_TAG.sub(" ", html)).split())
+        html = "<p>" + text.replace("&", "&amp;").replace("<", "&lt;") + "</p>"
+    return html
+
+
 def clean_html(html: str | None, *, base: str | None) -> str:
     """Return sanitised HTML: lazy images resolved, URLs absolute, trackers dropped, allowlisted.
 
     The nh3 (ammonia) allowlist does the sanitising and, through its attribute filter, the URL
-    rewriting in the same pass; bs4 only moves lazy-image sources into ``src``.
+    rewriting in the same pass; bs4 only moves lazy-image sources into ``src``. Oversized or
+    absurdly nested HTML is bounded first (``_bounded``).
     """
     if not html or not html.strip():
         return ""
+    html = _bounded(html)
     if ("data-" in html or "_src" in html) and _LAZY.search(html):
         soup = BeautifulSoup(html, "html.parser")
         _fix_images(soup)

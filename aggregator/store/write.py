@@ -243,6 +243,7 @@ def _outcomes(
         updated=counts[Action.UPDATE],
         duplicate=counts[Action.MERGE] + counts[Action.DUPLICATE],
         unchanged=counts[Action.UNCHANGED] + counts[Action.REHASH],  # not an update to report
+        merged=counts[Action.MERGE],
     )
     return log, result
 
