@@ -1,17 +1,20 @@
-"""Engine creation (SQLite pragmas) and Alembic migrations for the store."""
+"""Engine creation (SQLite pragmas) and Alembic migrations for the store.
+
+Alembic is imported only when the database is behind ``HEAD_REVISION`` (a new database, or one
+written by an older release): start-up is one query otherwise (issue #12).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from ..errors import StoreError
+from .revision import HEAD_REVISION
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -45,8 +48,23 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def schema_revisions(engine: Engine) -> tuple[str, ...]:
+    """The revisions ``alembic_version`` holds (one query); () for a database without it."""
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT version_num FROM alembic_version"))
+            return tuple(str(row[0]) for row in rows)
+    except SQLAlchemyError:  # no such table (a new database), or no database: Alembic will say
+        return ()
+
+
 def migrate(engine: Engine) -> None:
-    """Run the Alembic migrations up to head (idempotent)."""
+    """Run the Alembic migrations up to head (idempotent; Alembic only when one is due)."""
+    if schema_revisions(engine) == (HEAD_REVISION,):
+        return
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     try:
