@@ -70,8 +70,11 @@ def plan_next(
     (stable per ``key``) so sources sharing a host drift apart; a Retry-After is always honoured
     (up to a week), and RSS skipHours/skipDays push it out of the skipped hours.
     """
-    wait, why = max((interval_s, "interval"), (max_age_s or 0.0, "cache"), (ttl_s or 0.0, "ttl"),
-                    key=lambda pair: pair[0])  # fmt: skip
+    wait, why = interval_s, "interval"
+    if max_age_s and max_age_s > wait:
+        wait, why = max_age_s, "cache"
+    if ttl_s and ttl_s > wait:
+        wait, why = ttl_s, "ttl"
     if failures:
         wait, why = wait * (1 << min(failures, MAX_BACKOFF_SHIFT)), "backoff"
     if wait < floor_s:
