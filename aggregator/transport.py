@@ -1,12 +1,12 @@
 """A thin httpx transport over aiohttp: httpx's Request/Response API, aiohttp's wire cost.
 
-``httpx.AsyncClient`` with its default transport spends ~2.5 ms of CPU per request here, and
-even over httpx-aiohttp's transport the client's own machinery (URL merging, cookies, auth and
-redirect layers, event hooks) costs twice what aiohttp does (issue #5). ``fetch`` needs none of
-that: it follows redirects itself, sends no cookies and no auth. So it calls this transport's
-``handle_async_request`` directly (httpx's public transport API; tests inject
-``httpx.MockTransport`` the same way), and this transport hands the request to a pooled
-``aiohttp.ClientSession`` with nothing extra on top:
+``httpx.AsyncClient`` with its default transport spends several times aiohttp's CPU per
+request, and even over httpx-aiohttp's transport the client's own machinery (URL merging,
+cookies, auth and redirect layers, event hooks) costs more than aiohttp does (bench/).
+``fetch`` needs none of that: it follows redirects itself, sends no cookies and no auth. So
+it calls this transport's ``handle_async_request`` directly (httpx's public transport API;
+tests inject ``httpx.MockTransport`` the same way), and this transport hands the request to a
+pooled ``aiohttp.ClientSession`` with nothing extra on top:
 
 - no cookie jar (feeds are polled anonymously; a cookie set by one feed never reaches another),
 - no decompression in aiohttp: the ``httpx.Response`` decodes gzip/deflate/brotli itself, so
