@@ -43,6 +43,7 @@ NOT_FEEDS = {
     ".toml": "the corpus manifest",
     ".rnc": "the Atom RELAX NG schema",
     ".xsd": "the RSS 2.0 XML schema",
+    ".opml": "OPML subscription lists (tests/test_opml.py)",
 }
 FEED_SUFFIXES = frozenset({".xml", ".atom", ".rss", ".rdf", ".html"})  # HTML: must be refused
 FILES = sorted(path for root in CORPORA for path in root.rglob("*") if path.is_file())
