@@ -108,7 +108,7 @@ def add_sources(path: Path, plan: Plan) -> Edited | None:
             return None
         new_text = _insert(text, tables, path)
         config = _checked(new_text, path, {**before, "sources": existing + tables})
-        _write_atomic(path, new_text)
+        _replace(path, new_text)
     return Edited(config, added=tuple(tables))
 
 
@@ -127,7 +127,7 @@ def remove_source(path: Path, source_id: str) -> Edited:
         rest = existing[:index] + existing[index + 1 :]
         expected = {**before, "sources": rest} if rest else _without(before, "sources")
         config = _checked(new_text, path, expected)
-        _write_atomic(path, new_text)
+        _replace(path, new_text)
     return Edited(config, removed=(source_id,))
 
 
@@ -259,6 +259,16 @@ def _checked(new_text: str, path: Path, expected: Mapping[str, Any]) -> Config:
         raise EditError(f"{path}: not changed: the result would be invalid: {problems}") from exc
 
 
+_OWNER_HINT = " (edit as the config's owner, e.g. with sudo)"
+
+
+def _replace(path: Path, text: str) -> None:
+    try:
+        _write_atomic(path, text)
+    except PermissionError as exc:
+        raise EditError(f"{path}: cannot write it: {exc.strerror}{_OWNER_HINT}") from exc
+
+
 def _write_atomic(path: Path, text: str) -> None:
     """Replace the file (its target, if a symlink) in one rename, keeping its mode and owner."""
     target = path.resolve()
@@ -290,7 +300,9 @@ def _locked(path: Path) -> Iterator[None]:
     try:
         fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise EditError(f"cannot create the lock file {lock}: {exc.strerror or exc}") from exc
+        raise EditError(
+            f"cannot create the lock file {lock}: {exc.strerror or exc}{_OWNER_HINT}"
+        ) from exc
     try:
         deadline = time.monotonic() + LOCK_TIMEOUT_S
         while True:

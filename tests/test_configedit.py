@@ -177,6 +177,18 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(
     ]
 
 
+def test_a_directory_that_cannot_be_written_says_what_to_do(
+    cfg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("tempfile.mkstemp", denied)
+    with pytest.raises(EditError, match=r"cannot write it: Permission denied \(edit as the config"):
+        add_sources(cfg, adding({"id": "delta", "url": "https://delta.example/f"}))
+    assert cfg.read_text() == COMMENTED
+
+
 def test_the_file_keeps_its_mode_and_a_symlink_stays_a_symlink(tmp_path: Path) -> None:
     real = tmp_path / "etc" / "aggregator.toml"
     real.parent.mkdir()
