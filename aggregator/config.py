@@ -5,7 +5,6 @@ No I/O beyond reading the file and checking that fixtures exist; no clock.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from .configcheck import (
     Check,
     Problems,
     check_table,
+    check_writable,
     is_bool,
     is_duration,
     is_formats,
@@ -335,12 +335,18 @@ def _check_intervals(
             )
 
 
-def _check_writable(directory: Path, problems: Problems) -> None:
-    existing = directory
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        problems.add("output.dir", f"not a writable directory: {directory}")
+def _build_output(raw: dict[str, Any], server: ServerConfig, base: Path) -> OutputConfig:
+    defaults = OutputConfig()
+    # Self links must name where the outputs are served: default to the server's address.
+    host = f"[{server.host}]" if ":" in server.host else server.host
+    base_url = raw.get("base_url", f"http://{host}:{server.port}/")
+    return OutputConfig(
+        dir=_resolve(base, raw.get("dir", "public")),
+        title=raw.get("title", defaults.title),
+        base_url=base_url if base_url.endswith("/") else base_url + "/",
+        limit=raw.get("limit", defaults.limit),
+        formats=tuple(raw.get("formats", DEFAULT_FORMATS)),
+    )
 
 
 def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
@@ -356,22 +362,12 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     poll = _build_poll(check_table(data.get("poll", {}), "poll", _POLL, problems), problems)
     fetch = _build_fetch(check_table(data.get("fetch", {}), "fetch", _FETCH, problems))
     server = _build_server(check_table(data.get("server", {}), "server", _SERVER, problems))
-    defaults = OutputConfig()
     storage = StorageConfig(
         url=resolve_storage_url(storage_raw.get("url", StorageConfig().url), base),
         keep_removed=storage_raw.get("keep_removed", True),
     )
-    # Self links must name where the outputs are served: default to the server's address.
-    host = f"[{server.host}]" if ":" in server.host else server.host
-    base_url = output_raw.get("base_url", f"http://{host}:{server.port}/")
-    output = OutputConfig(
-        dir=_resolve(base, output_raw.get("dir", "public")),
-        title=output_raw.get("title", defaults.title),
-        base_url=base_url if base_url.endswith("/") else base_url + "/",
-        limit=output_raw.get("limit", defaults.limit),
-        formats=tuple(output_raw.get("formats", DEFAULT_FORMATS)),
-    )
-    _check_writable(output.dir, problems)
+    output = _build_output(output_raw, server, base)
+    check_writable(output.dir, "output.dir", problems)
     sources = _build_sources(data.get("sources", []), base, problems)
     outputs = _build_outputs(data.get("outputs"), output, sources, problems)
     _check_intervals(sources, poll, problems)

@@ -5,9 +5,11 @@ Pure: no I/O. ``config`` combines them into one pass that reports every problem 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from ipaddress import ip_network
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -161,3 +163,12 @@ def check_table(
         if key not in raw:
             problems.add(f"{path}.{key}", "is required")
     return good
+
+
+def check_writable(directory: Path, key: str, problems: Problems) -> None:
+    """``directory`` is, or can be created as, a directory this process may write in."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        problems.add(key, f"not a writable directory: {directory}")

@@ -254,34 +254,31 @@ class TickRun:
         outcomes: list[PollOutcome] = []
         cancelled = 0
 
-        def finish(outcome: PollOutcome) -> None:
-            outcomes.append(outcome)
-            self.on_outcome(outcome)
-
         async def worker() -> None:
             nonlocal cancelled
             while todo and not stopping.is_set():
-                if self.deadline is not None and self.clock() >= self.deadline:
-                    return  # the tick is out of time: what is left waits for the next one
                 source = todo.popleft()
                 try:
-                    finish(await self._guarded(source, states.get(source.id)))
+                    outcome = await self._guarded(source, states.get(source.id))
                 except asyncio.CancelledError:  # stopping, and the drain time is over
                     cancelled += 1
                     raise
+                outcomes.append(outcome)
+                self.on_outcome(outcome)
 
         try:
             tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, len(order)))]
             await _drain(tasks, stopping, drain_s)
-            if not stopping.is_set():
-                while todo:
-                    finish(_deferred(todo.popleft().id, "the tick ran out of time: deferred"))
         finally:
-            if self._records:
-                self._send(Bookkeeping(tuple(self._records)))
-                self._records.clear()
-            self._send(PollsDone())
+            self._finish()
         return outcomes, cancelled + len(todo)
+
+    def _finish(self) -> None:
+        """The tick's last messages: the bookkeeping not sent yet, then ``PollsDone``."""
+        if self._records:
+            self._send(Bookkeeping(tuple(self._records)))
+            self._records.clear()
+        self._send(PollsDone())
 
     async def _guarded(self, source: SourceConfig, state: PollState | None) -> PollOutcome:
         """``poll_source``, with a bug or a database failure failing this source alone."""

@@ -13,6 +13,7 @@ from aggregator.process import (
     normalise_title,
     truncate_text,
 )
+from aggregator.process.dedup import CONTENT_HASH_VERSION
 from aggregator.process.links import strip_tracking
 from aggregator.types import (
     Action,
@@ -222,8 +223,8 @@ def test_decide_new_unchanged_update_duplicate() -> None:
     e1, e2, e3 = entry("1"), entry("2", content="v2"), entry("3")
     known = Known(
         items={
-            "guid:1": KnownItem("guid:1", 10, e1.content_hash, True),
-            "guid:2": KnownItem("guid:2", 11, "old-hash", True),
+            "guid:1": KnownItem("guid:1", 10, e1.content_hash, True, CONTENT_HASH_VERSION),
+            "guid:2": KnownItem("guid:2", 11, "old-hash", True, CONTENT_HASH_VERSION),
         }
     )
     got = decide([e1, e2, e3, e3], known, now=NOW, title_window=timedelta(hours=48))

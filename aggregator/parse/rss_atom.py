@@ -65,19 +65,7 @@ def parse_xml(
     feedparser, the reference the fast path is tested against).
     """
     notes: list[str] = []
-    http = response_headers(headers, url)
-    stripped = strip_whitespace_before_declaration(body)
-    if stripped is not None:
-        notes.append("whitespace before the XML declaration ignored")
-        body = stripped
-    declared = mislabelled_utf8(body, http)
-    if declared is not None:
-        notes.append(f"declared {declared} but the bytes are UTF-8: decoded as UTF-8")
-        http = {**http, "content-type": UTF8_XML}
-    elif (redecoded := misdeclared(body, http)) is not None:
-        body, note = redecoded
-        notes.append(note)
-        http = {**http, "content-type": UTF8_XML}
+    body, http = _readable(body, response_headers(headers, url), notes)
     result = fastxml.feedparse(body, http) if fast else None
     if result is None:
         result = _feedparse(body, http, source_id)
@@ -96,6 +84,24 @@ def parse_xml(
         notes=notes,
         skips=skip_hints(body),
     )
+
+
+def _readable(body: bytes, http: dict[str, str], notes: list[str]) -> tuple[bytes, dict[str, str]]:
+    """The document's bytes and headers, mended where they lie about the document: whitespace
+    before the XML declaration, UTF-8 declared as something else, an encoding it is not in."""
+    stripped = strip_whitespace_before_declaration(body)
+    if stripped is not None:
+        notes.append("whitespace before the XML declaration ignored")
+        body = stripped
+    declared = mislabelled_utf8(body, http)
+    if declared is not None:
+        notes.append(f"declared {declared} but the bytes are UTF-8: decoded as UTF-8")
+        http = {**http, "content-type": UTF8_XML}
+    elif (redecoded := misdeclared(body, http)) is not None:
+        body, note = redecoded
+        notes.append(note)
+        http = {**http, "content-type": UTF8_XML}
+    return body, http
 
 
 def _feedparse(body: bytes, http: Mapping[str, str], source_id: str) -> Any:

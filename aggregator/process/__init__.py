@@ -66,16 +66,12 @@ def normalise_entry(
     Every plain-text field (title, author, categories, summary) and the HTML go through the
     ``aggregator.text`` rule; guid and links are identifiers and stay as published.
     """
-    feed_base = absolutise(feed.base or feed.link, feed_url) or feed_url
-    link = _http_or_none(absolutise(parsed.link, feed_base))
-    link = strip_tracking(link) if link else None
-    base = absolutise(parsed.base, feed_base) or link or feed_base
+    link, base = _link_and_base(parsed, feed, feed_url)
     content = clean_html(parsed.content_html or parsed.summary_html, base=base)
     text = html_to_text(parsed.summary_html) or cleaned_html_to_text(content)
     raw_title = html_to_text(parsed.title)
     title = raw_title or truncate_text(text, UNTITLED_LENGTH) or "(untitled)"
-    image = _http_or_none(absolutise(parsed.image, base))
-    thumbnail = image or first_image(content)
+    thumbnail = _http_or_none(absolutise(parsed.image, base)) or first_image(content)
     enclosures = _enclosures(parsed.enclosures, base)
     categories = _categories(parsed.categories)
     author = _one_line(parsed.author) if parsed.author else None
@@ -83,35 +79,26 @@ def normalise_entry(
     norm_link = normalise_link(link)
     published = parsed.published_at or parsed.updated_at
     guid = parsed.guid.strip() if parsed.guid and parsed.guid.strip() else None
+    key = entry_key(guid=guid, norm_link=norm_link, title=raw_title, published_at=published,
+                    body=content)  # fmt: skip
+    digest = content_hash(title=title, link=link, author=author, content_html=content,
+                          summary=summary, thumbnail=thumbnail, categories=categories,
+                          enclosures=enclosures)  # fmt: skip
     return Entry(
-        source_id=source_id,
-        key=entry_key(
-            guid=guid, norm_link=norm_link, title=raw_title, published_at=published, body=content
-        ),
-        guid=guid,
-        link=link,
-        norm_link=norm_link,
-        title=title,
-        norm_title=normalise_title(raw_title),
-        author=author or None,
-        published_at=published,
-        updated_at=parsed.updated_at,
-        content_html=content,
-        summary=summary,
-        thumbnail=thumbnail,
-        categories=categories,
-        enclosures=enclosures,
-        content_hash=content_hash(
-            title=title,
-            link=link,
-            author=author,
-            content_html=content,
-            summary=summary,
-            thumbnail=thumbnail,
-            categories=categories,
-            enclosures=enclosures,
-        ),
-    )
+        source_id=source_id, key=key, guid=guid, link=link, norm_link=norm_link, title=title,
+        norm_title=normalise_title(raw_title), author=author or None, published_at=published,
+        updated_at=parsed.updated_at, content_html=content, summary=summary,
+        thumbnail=thumbnail, categories=categories, enclosures=enclosures, content_hash=digest,
+    )  # fmt: skip
+
+
+def _link_and_base(parsed: ParsedEntry, feed: ParsedFeed, feed_url: str) -> tuple[str | None, str]:
+    """The entry's link (absolute, http(s), no trackers) and the base its content resolves
+    against (its xml:base, else its link, else the feed's)."""
+    feed_base = absolutise(feed.base or feed.link, feed_url) or feed_url
+    link = _http_or_none(absolutise(parsed.link, feed_base))
+    link = strip_tracking(link) if link else None
+    return link, absolutise(parsed.base, feed_base) or link or feed_base
 
 
 def normalise_entries(

@@ -31,8 +31,9 @@ from ..types import (
     StoredEntry,
     StoreResult,
 )
+from .bookkeeping import record_feed, record_polls
 from .convert import POLL_COLUMNS, to_poll_state, to_state, to_stored
-from .write import ENTRIES, ITEMS, SOURCES, apply_decisions, record_feed, record_polls
+from .write import ENTRIES, ITEMS, SOURCES, apply_decisions
 
 if TYPE_CHECKING:
     from . import SourceLike

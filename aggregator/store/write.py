@@ -1,4 +1,4 @@
-"""Batched writes of one poll's verdicts and of poll bookkeeping, on a Core connection.
+"""Batched writes of one poll's verdicts (entries, items, decisions), on a Core connection.
 
 Each statement is built once and run over all its rows at once (inserts through
 ``bulk.BulkInsert``: multi-row VALUES with RETURNING, the driver's own executemany on SQLite):
@@ -9,18 +9,17 @@ writers never create duplicates; what did not insert is reported as a duplicate.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, select, update
 
-from ..types import Action, Decision, PollRecord, StoreResult
-from .bulk import BulkExecute, BulkInsert
-from .convert import dumps, entry_values
+from ..types import Action, Decision, StoreResult
+from .bulk import BulkInsert
+from .convert import entry_values
 from .models import DecisionRow, EntryRow, ItemRow, SourceRow
 
 CHUNK = 500  # ids per IN (...)
@@ -246,168 +245,3 @@ def _outcomes(
         merged=counts[Action.MERGE],
     )
     return log, result
-
-
-# -- poll bookkeeping -----------------------------------------------------------------------------
-
-
-def _ok_values(r: PollRecord) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "b_id": r.source_id,
-        "b_status": r.status,
-        "b_http_status": r.http_status,
-        "b_at": r.at,
-        "b_next": r.next_check_at,
-        "b_why": r.next_check_why,
-        "b_etag": r.etag,
-        "b_last_modified": r.last_modified,
-        "b_body_hash": r.body_hash,
-        "b_url": r.permanent_url,
-    }
-    return values
-
-
-_OK_COLUMNS = {
-    "status": "b_status",
-    "http_status": "b_http_status",
-    "last_poll_at": "b_at",
-    "last_ok_at": "b_at",
-    "next_check_at": "b_next",
-    "next_check_why": "b_why",
-    "etag": "b_etag",
-    "last_modified": "b_last_modified",
-}
-
-
-def _source_update(**values: Any) -> Any:
-    """UPDATE sources SET ``values`` for the source whose id is bound as ``b_id``."""
-    return update(SOURCES).where(SOURCES.c.id == bindparam("b_id")).values(**values)
-
-
-def _is_plain_304(r: PollRecord) -> bool:
-    return r.status == "not_modified" and r.http_status == 304 and not r.permanent_url
-
-
-def record_polls(conn: Connection, records: Sequence[PollRecord]) -> None:
-    """Write the bookkeeping of polls that stored no entries (304s, unchanged bodies, failures)."""
-    plain_304 = [r for r in records if _is_plain_304(r)]
-    ok = [r for r in records if r.status in ("ok", "not_modified") and not _is_plain_304(r)]
-    failed = [r for r in records if r.status not in ("ok", "not_modified")]
-    if plain_304:
-        _write_304(conn, plain_304)
-    if ok:
-        _write_ok(conn, ok)
-    if failed:
-        stmt = _source_update(
-            status=bindparam("b_status"),
-            http_status=bindparam("b_http_status"),
-            last_poll_at=bindparam("b_at"),
-            next_check_at=bindparam("b_next"),
-            next_check_why=bindparam("b_why"),
-            last_error=bindparam("b_error"),
-            failures=SOURCES.c.failures + 1,
-        )
-        conn.execute(
-            stmt,
-            [
-                {
-                    "b_id": r.source_id,
-                    "b_status": r.status,
-                    "b_http_status": r.http_status,
-                    "b_at": r.at,
-                    "b_next": r.next_check_at,
-                    "b_why": r.next_check_why,
-                    "b_error": r.error,
-                }
-                for r in failed
-            ],
-        )
-
-
-def _write_304(conn: Connection, records: Sequence[PollRecord]) -> None:
-    """Plain 304s: the poll's status and times, the validators sent; the body hash stays.
-
-    What they share (status, time of the poll) is one UPDATE ... WHERE id IN (...) per chunk;
-    the rest (``next_check_at`` is jittered per source) is written row by row. The warm tick's
-    bookkeeping is most of its database time.
-    """
-    by_at: dict[datetime, list[PollRecord]] = {}
-    for r in records:
-        by_at.setdefault(r.at, []).append(r)
-    for at, group in by_at.items():
-        ids = [r.source_id for r in group]
-        for start in range(0, len(ids), CHUNK):
-            stmt = update(SOURCES).where(SOURCES.c.id.in_(ids[start : start + CHUNK]))
-            conn.execute(
-                stmt.values(
-                    status="not_modified", http_status=304, last_poll_at=at, last_ok_at=at,
-                    failures=0, last_error=None,
-                )
-            )  # fmt: skip
-    _304_NEXT.run(
-        conn,
-        [
-            {"b_id": r.source_id, "b_next": r.next_check_at, "b_why": r.next_check_why,
-             "b_etag": r.etag, "b_last_modified": r.last_modified}
-            for r in records
-        ],
-    )  # fmt: skip
-
-
-# A warm tick runs it for every source: SQLAlchemy's per-row parameter handling would cost more
-# than SQLite's own work does for it, hence ``BulkExecute``.
-_304_NEXT = BulkExecute(
-    _source_update(
-        next_check_at=bindparam("b_next"),
-        next_check_why=bindparam("b_why"),
-        etag=bindparam("b_etag"),
-        last_modified=bindparam("b_last_modified"),
-    )
-)
-
-
-def _ok_update(*, moved: bool, **more: Any) -> Any:
-    """The UPDATE of a successful poll (parameters from ``_ok_values``), plus ``more`` columns.
-
-    A 304 carries no body: the hash of the last one is kept. ``moved``: a permanent redirect
-    also changes the polled URL.
-    """
-    values: dict[str, Any] = {column: bindparam(param) for column, param in _OK_COLUMNS.items()}
-    values.update(
-        body_hash=func.coalesce(bindparam("b_body_hash"), SOURCES.c.body_hash),
-        failures=0,
-        last_error=None,
-        **more,
-    )
-    if moved:
-        values["url"] = bindparam("b_url")
-    return _source_update(**values)
-
-
-def _write_ok(conn: Connection, records: Sequence[PollRecord]) -> None:
-    for moved in (False, True):
-        rows = [_ok_values(r) for r in records if bool(r.permanent_url) is moved]
-        if rows:
-            conn.execute(_ok_update(moved=moved), rows)
-
-
-@functools.cache
-def _feed_update(*, moved: bool) -> Any:
-    """``_ok_update`` plus the feed's title, link and hints: built once (every parsed feed)."""
-    feed: dict[str, Any] = {
-        column: bindparam(f"b_{column}")
-        for column in ("feed_title", "feed_link", "ttl_s", "skip_hours", "skip_days")
-    }
-    return _ok_update(moved=moved, **feed)
-
-
-def record_feed(conn: Connection, record: PollRecord) -> None:
-    """A poll that parsed the feed: bookkeeping plus the feed's title, link and hints."""
-    params = _ok_values(record) | {
-        "b_feed_title": record.feed_title,
-        "b_feed_link": record.feed_link,
-        "b_ttl_s": record.hints.ttl_s,
-        "b_skip_hours": dumps(record.hints.skip_hours),
-        "b_skip_days": dumps(record.hints.skip_days),
-    }
-    conn.execute(_feed_update(moved=bool(record.permanent_url)), params)
