@@ -207,9 +207,15 @@ def _hints(state: PollState | None) -> FeedHints:
 
 
 def logged(outcome: PollOutcome) -> PollOutcome:
-    """One line per source per poll (``poll source=... status=...``)."""
+    """One line per source per poll (``poll source=... status=...``): at INFO when it changed
+    something or failed, at DEBUG when nothing changed (an operator reads INFO in the journal;
+    a thousand 304s a tick would drown what matters)."""
     r = outcome.result
-    log.info(
+    level = logging.DEBUG if outcome.status == "not_modified" else logging.INFO
+    if not log.isEnabledFor(level):
+        return outcome
+    log.log(
+        level,
         "poll source=%s status=%s http=%s new=%d updated=%d duplicate=%d duration_ms=%d%s",
         outcome.source_id,
         outcome.status,

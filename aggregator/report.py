@@ -15,6 +15,7 @@ class TickReport:
     renders: tuple[RenderReport, ...] = ()
     abandoned: int = 0
     render_error: str | None = None  # the outputs could not be written (old ones kept)
+    duration_s: float = 0.0  # the whole tick: polls, stores, renders
 
     @property
     def rendered(self) -> bool:
@@ -49,10 +50,18 @@ class TickReport:
     def duplicate(self) -> int:
         return sum(o.result.duplicate for o in self.outcomes)
 
+    @property
+    def not_modified(self) -> int:
+        return sum(o.status == "not_modified" for o in self.outcomes)
+
     def log_line(self) -> str:
+        slowest = max(self.outcomes, key=lambda o: o.duration_s, default=None)
+        slow = f" slowest={slowest.source_id}:{slowest.duration_s * 1000:.0f}ms" if slowest else ""
         return (
-            f"tick due={self.due} ok={self.ok} failed={self.failed} deferred={self.deferred} "
-            f"new={self.new} updated={self.updated} rendered={self.rendered}"
+            f"tick due={self.due} ok={self.ok} not_modified={self.not_modified} "
+            f"failed={self.failed} deferred={self.deferred} new={self.new} "
+            f"updated={self.updated} rendered={self.rendered} "
+            f"duration_ms={self.duration_s * 1000:.0f}{slow}"
         )
 
     def status_line(self) -> str:

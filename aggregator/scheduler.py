@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -128,8 +128,9 @@ class Scheduler:
         """Poll every due source once (with ``force`` also those not yet due, but never one that
         is gone or waiting out a Retry-After); render if anything changed."""
         with self._lock:
-            config, now = self.config, self.clock()
-            report = self._tick(config, now, force)
+            config, now, started = self.config, self.clock(), time.monotonic()
+            report = replace(self._tick(config, now, force),
+                             duration_s=time.monotonic() - started)  # fmt: skip
             self.last_tick_at = now
         self.metrics.ticks.inc()
         self.metrics.last_tick.set(time.time())

@@ -533,3 +533,32 @@ def test_guids_made_up_on_every_request_do_not_flood_the_outputs(
     web.routes[url] = Route(body=feed(9).replace(b"Story number 2<", b"Story number 2, again<"))
     clock.advance(hours=1)
     assert sched.tick().new == 1
+
+
+def test_logs_are_quiet_for_unchanged_polls_and_the_tick_line_says_how_long(
+    tmp_path: Path,
+    web: FakeWeb,
+    scheduler_for: Build,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    urls = [web.url(f"/q{i}") for i in range(3)]
+    for i, url in enumerate(urls):
+        web.routes[url] = Route(body=rss(f"Q{i}", [(f"q{i}", f"quiet {i}")]))
+    web.routes[web.url("/broken")] = Route(status=500)
+    sched = scheduler_for(make_config(tmp_path, [*urls, web.url("/broken")], max_interval="1h"))
+    sched.tick()
+    clock.advance(hours=2)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        report = sched.tick()
+    assert report.not_modified == 3 and report.failed == 1
+    info = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    polls = [m for m in info if m.startswith("poll ")]
+    assert len(polls) == 1 and "source=broken status=failed" in polls[0]  # 304s: not at INFO
+    (tick,) = [m for m in info if m.startswith("tick ")]
+    assert "not_modified=3 failed=1" in tick and "duration_ms=" in tick and "slowest=" in tick
+    with caplog.at_level("DEBUG", logger="aggregator.pipeline"):
+        clock.advance(hours=2)
+        sched.tick()
+    assert any("status=not_modified" in r.getMessage() for r in caplog.records)
