@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from ..errors import StoreError
@@ -32,6 +32,14 @@ def _in_memory(url: str) -> bool:
     return url in ("sqlite://", "sqlite:///:memory:")
 
 
+def _masked(url: str) -> str:
+    """``url`` with its password hidden, fit for a message (messages end up in logs)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a URL at all: no password to find in it
+        return url
+
+
 def make_engine(url: str) -> Engine:
     # An in-memory SQLite database lives as long as its connection: one, shared by all threads.
     shared: dict[str, Any] = (
@@ -42,7 +50,7 @@ def make_engine(url: str) -> Engine:
     try:
         engine = create_engine(url, **shared)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
-        raise StoreError(f"cannot open database {url!r}: {exc}") from exc
+        raise StoreError(f"cannot open database {_masked(url)!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
