@@ -25,7 +25,7 @@ DOC = Fetched("s", "https://s.example/feed", 200, rss("S", [("1", "one"), ("2", 
 def test_workers_prepare_exactly_what_inline_does() -> None:
     workers = ParseWorkers(2)
     try:
-        assert workers.submit(DOC).result(timeout=60) == prepare(DOC)
+        assert workers.submit(DOC, 1000).result(timeout=60) == prepare(DOC)
         assert workers.started
     finally:
         workers.close()
@@ -39,7 +39,7 @@ from aggregator.types import Fetched
 workers = ParseWorkers(2)
 doc = Fetched("s", "https://s.example/feed", 200, b"<rss version='2.0'><channel><title>t</title>"
               b"<item><guid>1</guid><title>x</title></item></channel></rss>")
-workers.submit(doc).result(timeout=60)
+workers.submit(doc, 1000).result(timeout=60)
 print("ready", flush=True)
 sys.stdin.read()
 """
