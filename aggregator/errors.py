@@ -68,7 +68,18 @@ class ParseError(SourceError):
 
 
 class StoreError(AggregatorError):
-    """The database could not be opened, migrated, read or written."""
+    """The database could not be opened, migrated, read or written.
+
+    ``transient``: the database itself is the trouble (locked, unreachable, connection lost),
+    not the data one write carried; trying the same writes again now would fail alike.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self),), self.__dict__)
 
 
 class RenderError(AggregatorError):

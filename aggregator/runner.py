@@ -359,16 +359,19 @@ class Writer:
             between()
 
     def _store(self, jobs: list[StoreJob]) -> None:
-        """The jobs in one unit of work; if it fails, each alone: one bad write fails itself."""
+        """The jobs in one unit of work. If it fails for one job's sake (a bug, data the database
+        refuses), each job alone, so that only the bad write fails; if the database itself is
+        the trouble (locked, gone), every job fails now: their sources stay due."""
         try:
             with self.store.transaction() as tx:
                 outcomes: list[PollOutcome | BaseException] = [job.write(tx) for job in jobs]
         except Exception as exc:
-            if len(jobs) > 1:
+            transient = isinstance(exc, StoreError) and exc.transient
+            if len(jobs) > 1 and not transient:
                 for job in jobs:
                     self._store([job])
                 return
-            outcomes = [exc]
+            outcomes = [exc] * len(jobs)
         self.changed = self.changed or any(
             isinstance(o, PollOutcome) and o.result.changes_outputs for o in outcomes
         )

@@ -24,7 +24,7 @@ import httpx
 
 from . import USER_AGENT
 from .config import Config, SourceConfig
-from .errors import RenderError
+from .errors import RenderError, StoreError
 from .fetch import Http, make_http
 from .metrics import Metrics
 from .pipeline import Fetcher
@@ -286,7 +286,7 @@ class _Publisher:
         self.last = time.monotonic()
         try:
             self.renders.extend(render_outputs(self.config, self.scheduler.store))
-        except RenderError as exc:
+        except (RenderError, StoreError) as exc:  # (reading the entries to render can fail too)
             log.error("render failed (old outputs kept, retried at the next tick): %s", exc)
             self.error = str(exc)
             return False

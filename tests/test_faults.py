@@ -150,8 +150,8 @@ def test_once_reports_an_output_fault_with_exit_1_after_storing_the_polls(
         captured = capsys.readouterr()
         assert captured.out.strip().splitlines()[-1].startswith("sources: 15 ok, 1 failed;")
         error = captured.err.splitlines()[-1]
-        assert error.startswith("error: ") and "all.atom: cannot write" in error and text in error
-        assert not (tmp_path / "public").exists() or not any((tmp_path / "public").iterdir())
+        assert error.startswith("error: ") and ".atom: cannot write" in error and text in error
+        assert not [p for p in (tmp_path / "public").rglob("*") if p.is_file()]  # nothing half
     assert main(["-c", cfg, "sources"]) == 0  # the polls were stored: the table counts them
     assert " ok " in next(line for line in capsys.readouterr().out.splitlines() if "huxiu" in line)
     assert main(["-c", cfg, "render"]) == 0
@@ -357,14 +357,6 @@ def test_an_unreachable_database_is_a_store_error_that_says_why(url: str, says: 
     assert "s3cret" not in message  # the password never reaches a log
 
 
-# -- what is left for the lead --------------------------------------------------------------------
-
-
-@pytest.mark.xfail(
-    reason="scheduler._Publisher.publish catches RenderError only: a StoreError while reading "
-    "the entries to render escapes the tick, and the render is not retried (issue #11)",
-    strict=True,
-)
 def test_a_database_error_while_rendering_is_retried_at_the_next_tick(
     tmp_path: Path,
     web: FakeWeb,
@@ -386,3 +378,54 @@ def test_a_database_error_while_rendering_is_retried_at_the_next_tick(
             sched.tick()  # the poll is stored; reading it back to render fails
         retried = sched.tick()
     assert retried.rendered and "Story 1 of a" in (tmp_path / "public" / "all.atom").read_text()
+
+
+def test_a_locked_database_fails_the_batch_at_once_not_job_by_job(
+    memory_store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock (or a lost connection) is the database's trouble, not one write's: the Writer does
+    not retry each job alone (each would wait the whole busy timeout again)."""
+    import asyncio
+    import queue
+
+    from aggregator.errors import StoreError
+    from aggregator.runner import Message, PollsDone, StoreJob, Writer
+    from aggregator.types import PollOutcome
+
+    attempts: list[int] = []
+
+    def write(tx: object) -> PollOutcome:
+        attempts.append(1)
+        raise StoreError("database error: OperationalError: database is locked", transient=True)
+
+    loop = asyncio.new_event_loop()
+    try:
+        jobs = [StoreJob(write, loop.create_future()) for _ in range(5)]
+        inbox: queue.SimpleQueue[list[Message]] = queue.SimpleQueue()
+        inbox.put([*jobs, PollsDone()])
+        Writer(memory_store, loop).run(inbox, between=lambda: None)
+        loop.run_until_complete(asyncio.sleep(0))
+        assert len(attempts) == 1  # one unit of work tried, then every job failed with it
+        assert all("locked" in str(j.done.exception()) for j in jobs)
+    finally:
+        loop.close()
+
+
+def test_database_errors_say_what_the_driver_said_without_sql_or_values(
+    memory_store: SqlStore,
+) -> None:
+    from aggregator.errors import StoreError
+
+    with pytest.raises(StoreError) as caught, memory_store.transaction() as tx:
+        tx.sync_sources([], now=clock_now())
+        tx.conn.exec_driver_sql("INSERT INTO sources (id) VALUES ('secret entry text')")
+    message = str(caught.value)
+    assert message.startswith("database error: IntegrityError:") and "NOT NULL" in message
+    assert "secret entry text" not in message and "INSERT" not in message
+    assert not caught.value.transient
+
+
+def clock_now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime(2026, 11, 26, tzinfo=UTC)

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from ..errors import StoreError
 from ..types import (
@@ -80,7 +80,10 @@ def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
 
 
 def _wrapped(exc: SQLAlchemyError) -> StoreError:
-    return StoreError(f"database error: {exc}")
+    """The driver's own message (no SQL, no bound values: they may carry whole entries)."""
+    detail = getattr(exc, "orig", None) or exc
+    transient = isinstance(exc, OperationalError | InterfaceError)
+    return StoreError(f"database error: {type(detail).__name__}: {detail}", transient=transient)
 
 
 class SqlTransaction:
@@ -329,6 +332,41 @@ class SqlStore:
             select(ENTRIES)
             .where(ENTRIES.c.id.in_(carried))
             .order_by(ENTRIES.c.sort_at.desc(), ENTRIES.c.id.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+            provenance, groups = _provenance(conn, [row.id for row in rows])
+        return tuple(
+            to_stored(row, provenance.get(row.id, ()), groups.get(row.primary_source_id))
+            for row in rows
+        )
+
+    # -- RFC 5005 archives: pages in the order entries arrived ----------------------------------
+
+    def count_entries(self, source_ids: Sequence[str]) -> int:
+        """How many merged entries any of ``source_ids`` carries."""
+        if not source_ids:
+            return 0
+        carried = select(ITEMS.c.entry_id).where(ITEMS.c.source_id.in_(list(source_ids)))
+        stmt = select(func.count()).select_from(ENTRIES).where(ENTRIES.c.id.in_(carried))
+        with self._read() as conn:
+            return int(conn.execute(stmt).scalar() or 0)
+
+    def entries_by_arrival(
+        self, source_ids: Sequence[str], *, offset: int, limit: int
+    ) -> tuple[StoredEntry, ...]:
+        """Merged entries carried by any of ``source_ids`` in the order they were first stored
+        (oldest first), from ``offset``: a new entry only ever comes last, so a full slice never
+        changes, whatever dates the entries carry."""
+        if not source_ids or limit <= 0:
+            return ()
+        carried = select(ITEMS.c.entry_id).where(ITEMS.c.source_id.in_(list(source_ids)))
+        stmt = (
+            select(ENTRIES)
+            .where(ENTRIES.c.id.in_(carried))
+            .order_by(ENTRIES.c.id)
+            .offset(offset)
             .limit(limit)
         )
         with self._read() as conn:
