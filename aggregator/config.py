@@ -84,6 +84,8 @@ class OutputConfig:
     base_url: str = "http://127.0.0.1:8080/"
     limit: int = 100
     formats: tuple[str, ...] = DEFAULT_FORMATS
+    websub_hub: str | None = None  # a WebSub hub the outputs advertise and the daemon pings
+    archive_page_size: int = 100  # entries per RFC 5005 archive page of each Atom output; 0: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +172,8 @@ _OUTPUT: dict[str, Check] = {
     "base_url": is_http_url,
     "limit": is_pos_int,
     "formats": is_formats,
+    "websub_hub": is_http_url,
+    "archive_page_size": is_non_negative_int,
 }
 _DEDUP: dict[str, Check] = {"title_window_hours": is_pos_num, "min_title_length": is_pos_int}
 _SOURCE: dict[str, Check] = {
@@ -265,6 +269,8 @@ def _build_outputs(
             continue
         if good["name"] in names:
             problems.add(f"{path}.name", f"duplicate output name {good['name']!r}")
+        if good["name"] == "index":  # index.html is the river page of every source
+            problems.add(f"{path}.name", "'index' is reserved for the river page (index.html)")
         names.add(good["name"])
         specs.append(
             OutputSpec(
@@ -346,6 +352,8 @@ def _build_output(raw: dict[str, Any], server: ServerConfig, base: Path) -> Outp
         base_url=base_url if base_url.endswith("/") else base_url + "/",
         limit=raw.get("limit", defaults.limit),
         formats=tuple(raw.get("formats", DEFAULT_FORMATS)),
+        websub_hub=raw.get("websub_hub"),
+        archive_page_size=raw.get("archive_page_size", defaults.archive_page_size),
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aggregator.errors import RenderError
 from aggregator.render import atom, jsonfeed, rss
+from aggregator.render._common import NO_LINKS, FeedLinks
 from aggregator.render.atom import render_atom
 from aggregator.render.jsonfeed import render_jsonfeed
 from aggregator.render.markdown import render_markdown
@@ -19,6 +20,8 @@ from aggregator.types import Channel, StoredEntry
 
 __all__ = [
     "FORMATS",
+    "NO_LINKS",
+    "FeedLinks",
     "RenderReport",
     "output_path",
     "render_atom",
@@ -28,6 +31,7 @@ __all__ = [
     "render_rss",
     "sync_dir",
     "write_atomic",
+    "write_file",
 ]
 
 FORMATS = ("atom", "rss", "json", "markdown")
@@ -59,9 +63,15 @@ def output_path(channel: Channel, fmt: str) -> str:
 
 
 def render_output(
-    channel: Channel, entries: Sequence[StoredEntry], formats: Iterable[str], out_dir: Path
+    channel: Channel,
+    entries: Sequence[StoredEntry],
+    formats: Iterable[str],
+    out_dir: Path,
+    *,
+    links: FeedLinks = NO_LINKS,
 ) -> RenderReport:
-    """Render each requested format (in ``FORMATS`` order) and write the changed files."""
+    """Render each requested format (in ``FORMATS`` order) and write the changed files;
+    ``links`` go into the feeds (hub, alternate page, prev-archive)."""
     wanted = set(formats)
     if unknown := sorted(wanted.difference(FORMATS)):
         raise RenderError(f"{channel.name}: unknown output formats {unknown}")
@@ -78,14 +88,19 @@ def render_output(
             written += (f"{rel}/{name}" for name in done)
             unchanged += (f"{rel}/{name}" for name in same)
         else:
-            data = _render_feed(channel, entries, fmt)
+            data = _render_feed(channel, entries, fmt, links)
             (written if write_atomic(out_dir / rel, data) else unchanged).append(rel)
     return RenderReport(written=tuple(written), unchanged=tuple(unchanged), removed=removed)
 
 
-def _render_feed(channel: Channel, entries: Sequence[StoredEntry], fmt: str) -> bytes:
+def _render_feed(
+    channel: Channel, entries: Sequence[StoredEntry], fmt: str, links: FeedLinks
+) -> bytes:
+    # RFC 5005 archives are Atom's: the other formats get the hub and the page only.
+    if fmt != "atom":
+        links = FeedLinks(hub=links.hub, alternate=links.alternate)
     try:
-        return _FEEDS[fmt][1](channel, entries)
+        return _FEEDS[fmt][1](channel, entries, links=links)
     except ValueError as exc:  # lxml refuses text it cannot serialise
         raise RenderError(f"{channel.name}: cannot render {fmt}: {exc}") from exc
 
@@ -95,6 +110,17 @@ def _render_markdown(channel: Channel, entries: Sequence[StoredEntry]) -> dict[s
         return render_markdown(channel, entries)
     except ValueError as exc:
         raise RenderError(f"{channel.name}: cannot render markdown: {exc}") from exc
+
+
+def write_file(out_dir: Path, rel: str, data: bytes) -> bool:
+    """Write ``data`` atomically at ``rel`` (``/``-separated) under ``out_dir``, creating its
+    directories; False when the file already held ``data``."""
+    parts = rel.split("/")
+    for part in parts:
+        _check_file_name(part)
+    path = out_dir.joinpath(*parts)
+    _make_dir(path.parent)
+    return write_atomic(path, data)
 
 
 def write_atomic(path: Path, data: bytes) -> bool:

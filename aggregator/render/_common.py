@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -55,6 +56,25 @@ def rfc3339(value: datetime) -> str:
 def rfc822(value: datetime) -> str:
     """Format as RFC 822/1123 in GMT (e.g. Mon, 22 Mar 2021 04:04:00 GMT)."""
     return format_datetime(value.astimezone(UTC).replace(microsecond=0), usegmt=True)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedLinks:
+    """Links a feed carries beyond its self link; absolute URLs, ``None`` for none.
+
+    ``hub``: the WebSub hub (W3C WebSub 4, ``rel="hub"``). ``alternate``: the HTML page (else the
+    channel's base URL). ``prev_archive``: the newest RFC 5005 archive page. On an archive page
+    itself, ``self_href`` is its own URL and ``current`` the current feed document.
+    """
+
+    hub: str | None = None
+    alternate: str | None = None
+    prev_archive: str | None = None
+    current: str | None = None
+    self_href: str | None = None
+
+
+NO_LINKS = FeedLinks()
 
 
 def self_url(channel: Channel, file_name: str) -> str:

@@ -10,6 +10,8 @@ from lxml import etree  # type: ignore[import-untyped]  # lxml ships no stubs
 from aggregator.render._common import (
     EPOCH,
     GENERATOR,
+    NO_LINKS,
+    FeedLinks,
     author_name,
     categories,
     clean_markup,
@@ -24,7 +26,9 @@ from aggregator.types import Channel, Enclosure, Provenance, StoredEntry
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 MEDIA_NS = "http://search.yahoo.com/mrss/"
+FH_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005 feed history
 _NSMAP = {None: ATOM_NS, "media": MEDIA_NS}
+_ARCHIVE_NSMAP = {**_NSMAP, "fh": FH_NS}
 # atomMediaType in RFC 4287 Appendix B: "whatever a media type is, it contains at least one slash".
 _MEDIA_TYPE = re.compile(r".+/.+")
 
@@ -34,9 +38,16 @@ def file_name(channel: Channel) -> str:
     return f"{channel.name}.atom"
 
 
-def render_atom(channel: Channel, entries: Sequence[StoredEntry]) -> bytes:
-    """Render ``entries`` (already sorted and limited) as an Atom feed."""
-    feed = etree.Element(_atom("feed"), nsmap=_NSMAP)
+def render_atom(
+    channel: Channel, entries: Sequence[StoredEntry], *, links: FeedLinks = NO_LINKS
+) -> bytes:
+    """Render ``entries`` (already sorted and limited) as an Atom feed.
+
+    With ``links.current`` set, the document is an RFC 5005 archive page of that feed: it keeps
+    the feed's id, links to the current document and carries ``fh:archive``.
+    """
+    archive = links.current is not None
+    feed = etree.Element(_atom("feed"), nsmap=_ARCHIVE_NSMAP if archive else _NSMAP)
     url = self_url(channel, file_name(channel))
     _text(feed, "id", url)
     _text(feed, "title", clean_text(channel.title), type="text")
@@ -44,12 +55,25 @@ def render_atom(channel: Channel, entries: Sequence[StoredEntry]) -> bytes:
         _text(feed, "subtitle", clean_text(channel.subtitle), type="text")
     # Never the clock: an empty feed gets the epoch so the bytes stay deterministic.
     _text(feed, "updated", rfc3339(feed_updated(entries) or EPOCH))
-    _link(feed, url, rel="self", type="application/atom+xml")
-    _link(feed, channel.base_url, rel="alternate")
+    _link(feed, links.self_href or url, rel="self", type="application/atom+xml")
+    _link(feed, links.alternate or channel.base_url, rel="alternate")
+    _feed_links(feed, links)
     _text(feed, "generator", GENERATOR)
+    if archive:
+        etree.SubElement(feed, f"{{{FH_NS}}}archive")
     for entry in entries:
         feed.append(_entry(channel, entry))
     return xml_bytes(feed)
+
+
+def _feed_links(feed: etree._Element, links: FeedLinks) -> None:
+    """WebSub's hub (W3C WebSub 4) and RFC 5005's current and prev-archive links."""
+    if links.hub:
+        _link(feed, links.hub, rel="hub")
+    if links.current:
+        _link(feed, links.current, rel="current", type="application/atom+xml")
+    if links.prev_archive:
+        _link(feed, links.prev_archive, rel="prev-archive", type="application/atom+xml")
 
 
 def _entry(channel: Channel, entry: StoredEntry) -> etree._Element:

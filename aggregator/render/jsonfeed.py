@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from aggregator.render._common import (
+    NO_LINKS,
+    FeedLinks,
     author_name,
     categories,
     clean_markup,
@@ -25,16 +27,20 @@ def file_name(channel: Channel) -> str:
     return f"{channel.name}.json"
 
 
-def render_jsonfeed(channel: Channel, entries: Sequence[StoredEntry]) -> bytes:
+def render_jsonfeed(
+    channel: Channel, entries: Sequence[StoredEntry], *, links: FeedLinks = NO_LINKS
+) -> bytes:
     """Render ``entries`` (already sorted and limited) as JSON Feed 1.1, keys in a fixed order."""
     feed: dict[str, Any] = {
         "version": VERSION,
         "title": clean_text(channel.title),
-        "home_page_url": clean_markup(channel.base_url),
+        "home_page_url": clean_markup(links.alternate or channel.base_url),
         "feed_url": clean_markup(self_url(channel, file_name(channel))),
     }
     if channel.subtitle:
         feed["description"] = clean_text(channel.subtitle)
+    if links.hub:  # JSON Feed 1.1 "hubs": endpoints to subscribe to for real-time updates
+        feed["hubs"] = [{"type": "WebSub", "url": clean_markup(links.hub)}]
     feed["items"] = [_item(channel, entry) for entry in entries]
     return (json.dumps(feed, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 

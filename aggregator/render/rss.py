@@ -9,6 +9,8 @@ from lxml import etree  # type: ignore[import-untyped]  # lxml ships no stubs
 
 from aggregator.render._common import (
     GENERATOR,
+    NO_LINKS,
+    FeedLinks,
     author_name,
     categories,
     clean_markup,
@@ -33,12 +35,14 @@ def file_name(channel: Channel) -> str:
     return f"{channel.name}.rss"
 
 
-def render_rss(channel: Channel, entries: Sequence[StoredEntry]) -> bytes:
+def render_rss(
+    channel: Channel, entries: Sequence[StoredEntry], *, links: FeedLinks = NO_LINKS
+) -> bytes:
     """Render ``entries`` (already sorted and limited) as an RSS 2.0 feed."""
     rss = etree.Element("rss", nsmap=_NSMAP, version="2.0")
     head = etree.SubElement(rss, "channel")
     _text(head, "title", clean_text(channel.title))
-    _text(head, "link", channel.base_url)
+    _text(head, "link", links.alternate or channel.base_url)
     _text(head, "description", clean_text(channel.subtitle or channel.title))
     etree.SubElement(
         head,
@@ -47,6 +51,8 @@ def render_rss(channel: Channel, entries: Sequence[StoredEntry]) -> bytes:
         rel="self",
         type="application/rss+xml",
     )
+    if links.hub:  # WebSub 4: RSS carries the hub as an atom:link
+        etree.SubElement(head, f"{{{ATOM_NS}}}link", href=clean_markup(links.hub), rel="hub")
     updated = feed_updated(entries)
     if updated is not None:
         _text(head, "lastBuildDate", rfc822(updated))
