@@ -1,27 +1,141 @@
-"""Regenerate the outputs from what is stored: each configured output's entries, rendered.
+"""Regenerate the outputs from what is stored: each configured output's feeds and page, its
+RFC 5005 archive pages, a feed and page per group, the river page and the outputs' OPML.
 
 An outer shell over the store's read side and the render stage (neither imports the other).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .config import Config, OutputSpec
-from .render import RenderReport, render_output
+from .render import FeedLinks, RenderReport, render_output, write_file
+from .render.archive import archive_path, current_links, full_pages, render_archive_page
+from .render.html import render_page
+from .render.pages import (
+    GROUPS_DIR,
+    OPML_PATH,
+    RIVER_PATH,
+    Section,
+    Site,
+    feed_refs,
+    group_slugs,
+    render_outputs_opml,
+    url_path,
+)
 from .store import Reader
-from .types import Channel
+from .types import Channel, StoredEntry
 
 
 def channel_for(config: Config, spec: OutputSpec) -> Channel:
     return Channel(name=spec.name, title=spec.title, base_url=config.output.base_url)
 
 
+def build_site(config: Config) -> Site:
+    """Every page and feed the config gives, in config order (groups by name)."""
+    slugs = group_slugs(s.group for s in config.sources if s.group)
+    group_formats = [f for f in config.output.formats if f != "markdown"]
+    # The river's own feeds: those of an output over every source, if there is one.
+    whole = next((o for o in config.outputs if not o.groups and not o.sources), None)
+    river_feeds = feed_refs(whole.name, whole.formats) if whole else ()
+    return Site(
+        title=config.output.title,
+        base_url=config.output.base_url,
+        river=Section("river", "", config.output.title, RIVER_PATH, river_feeds),
+        outputs=tuple(
+            Section("output", spec.name, spec.title, f"{spec.name}.html",
+                    feed_refs(spec.name, spec.formats))
+            for spec in config.outputs
+        ),
+        groups=tuple(
+            Section("group", group, group, f"{GROUPS_DIR}/{slug}.html",
+                    feed_refs(f"{GROUPS_DIR}/{slug}", group_formats))
+            for group, slug in slugs.items()
+        ),
+    )  # fmt: skip
+
+
 def render_outputs(config: Config, store: Reader) -> tuple[RenderReport, ...]:
-    """Regenerate every configured output from the database alone."""
-    reports = []
-    for spec in config.outputs:
-        source_ids = [s.id for s in config.sources if spec.selects(s)]
-        entries = store.recent_entries(source_ids, limit=spec.limit)
-        reports.append(
-            render_output(channel_for(config, spec), entries, spec.formats, config.output.dir)
-        )
+    """Regenerate every configured output, group and page from the database alone."""
+    site = build_site(config)
+    out = config.output.dir
+    reports: list[RenderReport] = []
+    pages = _Pages(config, site)
+    for spec, section in zip(config.outputs, site.outputs, strict=True):
+        ids = [s.id for s in config.sources if spec.selects(s)]
+        entries = store.recent_entries(ids, limit=spec.limit)
+        channel = channel_for(config, spec)
+        archived = RenderReport()
+        links = FeedLinks(hub=config.output.websub_hub)
+        if "atom" in spec.formats:
+            archived, count = _archive(config, store, channel, ids)
+            links = current_links(channel, count, base=links)
+        reports += (render_output(channel, entries, spec.formats, out, links=links), archived)
+        pages.write(section, entries)
+    for section in site.groups:
+        ids = [s.id for s in config.sources if s.group == section.name]
+        entries = store.recent_entries(ids, limit=config.output.limit)
+        reports.append(_group_feeds(config, section, entries))
+        pages.write(section, entries)
+    everyone = [s.id for s in config.sources]
+    pages.write(site.river, store.recent_entries(everyone, limit=config.output.limit))
+    pages.put(OPML_PATH, render_outputs_opml(site))
+    reports.append(pages.report())
     return tuple(reports)
+
+
+class _Pages:
+    """Writes the HTML pages and the OPML, and counts what changed."""
+
+    def __init__(self, config: Config, site: Site) -> None:
+        self.out = config.output.dir
+        self.site = site
+        self.written: list[str] = []
+        self.unchanged: list[str] = []
+
+    def write(self, section: Section, entries: Sequence[StoredEntry]) -> None:
+        self.put(section.path, render_page(self.site, section, entries))
+
+    def put(self, rel: str, data: bytes) -> None:
+        (self.written if write_file(self.out, rel, data) else self.unchanged).append(rel)
+
+    def report(self) -> RenderReport:
+        return RenderReport(written=tuple(self.written), unchanged=tuple(self.unchanged))
+
+
+def _group_feeds(config: Config, section: Section, entries: Sequence[StoredEntry]) -> RenderReport:
+    """The group's feeds in ``groups/``: named by the group's slug, linking to its page."""
+    slug = section.path.removeprefix(f"{GROUPS_DIR}/").removesuffix(".html")
+    base = config.output.base_url
+    channel = Channel(name=slug, title=f"{section.name} · {config.output.title}",
+                      base_url=f"{base}{GROUPS_DIR}/")  # fmt: skip
+    links = FeedLinks(hub=config.output.websub_hub, alternate=base + url_path(section.path))
+    formats = [feed.format for feed in section.feeds]
+    report = render_output(channel, entries, formats, config.output.dir / GROUPS_DIR, links=links)
+    return RenderReport(
+        written=tuple(f"{GROUPS_DIR}/{p}" for p in report.written),
+        unchanged=tuple(f"{GROUPS_DIR}/{p}" for p in report.unchanged),
+    )
+
+
+def _archive(
+    config: Config, store: Reader, channel: Channel, ids: list[str]
+) -> tuple[RenderReport, int]:
+    """Write the full RFC 5005 archive pages not written yet; return them and how many exist.
+
+    A page on disk is never rewritten: archive documents must not change (RFC 5005 section 4),
+    even when an entry on them is updated later; the current document carries the update.
+    """
+    size = config.output.archive_page_size
+    count = full_pages(store.count_entries(ids), size) if ids else 0
+    written: list[str] = []
+    unchanged: list[str] = []
+    for page in range(1, count + 1):
+        rel = archive_path(channel, page)
+        if (config.output.dir / rel).is_file():
+            unchanged.append(rel)
+            continue
+        entries = store.entries_by_arrival(ids, offset=(page - 1) * size, limit=size)
+        write_file(config.output.dir, rel, render_archive_page(channel, entries, page))
+        written.append(rel)
+    return RenderReport(written=tuple(written), unchanged=tuple(unchanged)), count
