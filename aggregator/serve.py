@@ -1,34 +1,57 @@
-"""Serve the output directory read-only over HTTP, plus /healthz and /metrics; never writes."""
+"""Serve the output directory read-only over HTTP on aiohttp, plus /status, /healthz and
+/metrics; never writes.
+
+aiohttp's low-level ``web.Server`` (no router: every request comes to one handler, which
+resolves the path itself) runs on an event loop of its own thread, bound to a socket opened
+beforehand so the address is known at once. File reads, the health probe and the status page
+(they touch the disk and the database) run in the loop's thread pool, never on the loop.
+"""
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import html
+import asyncio
 import logging
-import os
-import re
 import socket
-import socketserver
-import stat
 import threading
-import urllib.parse
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from datetime import UTC
-from email.message import Message
-from email.utils import formatdate, parsedate_to_datetime
+from datetime import UTC, datetime
+from email.utils import formatdate
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import BadHttpMethod
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["CONTENT_TYPES", "Health", "OutputServer", "make_server", "start_server"]
+from .httpfiles import (
+    GzipCache,
+    accepts_gzip,
+    index_html,
+    is_not_modified,
+    make_etag,
+    read_regular_file,
+    request_path,
+    resolve_inside,
+)
+from .render.html import render_status
+from .render.status import StatusReport, render_status_json
+
+__all__ = [
+    "CONTENT_TYPES",
+    "GzipCache",
+    "Health",
+    "OutputServer",
+    "Status",
+    "make_server",
+    "start_server",
+]
 
 log = logging.getLogger(__name__)
 
 Health = Callable[[], tuple[bool, str]]
+Status = Callable[[], StatusReport]
 
 CONTENT_TYPES = {
     ".atom": "application/atom+xml; charset=utf-8",
@@ -37,47 +60,24 @@ CONTENT_TYPES = {
     ".md": "text/markdown; charset=utf-8",
     ".html": "text/html; charset=utf-8",
     ".xml": "application/xml; charset=utf-8",
+    ".opml": "text/x-opml; charset=utf-8",
 }
 _DEFAULT_TYPE = "application/octet-stream"
 _TEXT = "text/plain; charset=utf-8"
+_JSON = "application/json; charset=utf-8"
 _ALLOW = "GET, HEAD"
+_KNOWN_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
 _GZIP_MIN_BYTES = 256  # below this the gzip header and trailer eat the saving
-_GZIP_CACHE_ENTRIES = 64
-_IDLE_TIMEOUT_S = 60  # drop idle keep-alive connections so handler threads do not pile up
-_ETAG = re.compile(r'(?:W/)?"([^"]*)"')
+_IDLE_TIMEOUT_S = 60  # drop idle keep-alive connections
+_STOP_TIMEOUT_S = 2.0  # on shutdown, how long requests in flight may still finish
+# RFC 5005 archive pages never change once written (publish writes each once): cache for good.
+_IMMUTABLE_PREFIX = "/archive/"
+_IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-class GzipCache:
-    """A small, thread-safe LRU of gzipped bodies keyed by ETag.
-
-    Outputs are replaced atomically and the ETag is a content hash, so it names one exact body
-    whichever URL (alias, ``//`` variant) it was read through.
-    """
-
-    def __init__(self, max_entries: int = _GZIP_CACHE_ENTRIES) -> None:
-        self._max_entries = max_entries
-        self._entries: OrderedDict[str, bytes] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def compress(self, etag: str, data: bytes) -> bytes:
-        """The gzipped ``data``, compressed once per ETag; deterministic (mtime=0)."""
-        with self._lock:
-            cached = self._entries.get(etag)
-            if cached is not None:
-                self._entries.move_to_end(etag)
-                return cached
-        packed = gzip.compress(data, mtime=0)
-        with self._lock:
-            self._entries[etag] = packed
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
-        return packed
-
-
-class OutputServer(ThreadingHTTPServer):
-    """The HTTP server: one daemon thread per connection, state shared with the handlers."""
-
-    daemon_threads = True
+class OutputServer:
+    """The HTTP server: a socket bound at construction, served by ``serve_forever`` on the
+    calling thread until ``shutdown`` (from any thread); ``server_close`` releases the socket."""
 
     def __init__(
         self,
@@ -86,24 +86,78 @@ class OutputServer(ThreadingHTTPServer):
         directory: Path,
         health: Health,
         registry: CollectorRegistry,
+        status: Status | None = None,
+        site_title: str = "aggregator",
     ) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
         self.directory = directory.resolve()
         self.health = health
         self.registry = registry
+        self.status = status
+        self.site_title = site_title
         self.gzip_cache = GzipCache()
-        super().__init__(address, OutputHandler)
+        self._socket = _bind(address)
+        self.server_address: tuple[Any, ...] = self._socket.getsockname()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._done = threading.Event()
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup (socket.getfqdn) nothing here needs.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
+    def serve_forever(self) -> None:
+        """Serve on this thread (an event loop of its own) until ``shutdown``."""
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._serve(loop))
+        finally:
+            loop.close()
+            self._done.set()
 
-    def handle_error(self, request: object, client_address: object) -> None:
-        log.exception("http: error while handling a request from %s", client_address)
+    async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop, self._stop = loop, asyncio.Event()
+        handler = _Handler(self)
+        server = _HttpServer(handler.handle, access_log_class=_AccessLog, access_log=log,
+                             keepalive_timeout=_IDLE_TIMEOUT_S)  # fmt: skip
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=_STOP_TIMEOUT_S)
+        await runner.setup()
+        try:
+            await web.SockSite(runner, self._socket).start()
+            self._ready.set()
+            await self._stop.wait()
+        finally:
+            self._ready.set()
+            await runner.cleanup()
+
+    def wait_ready(self, timeout_s: float = 10.0) -> bool:
+        return self._ready.wait(timeout_s)
+
+    def shutdown(self) -> None:
+        """Stop serving and wait until ``serve_forever`` has returned; a no-op when it is not
+        running."""
+        loop, stop = self._loop, self._stop
+        if loop is None or stop is None or self._done.is_set():
+            return
+        try:
+            loop.call_soon_threadsafe(stop.set)
+        except RuntimeError:  # the loop has just closed
+            return
+        self._done.wait()
+
+    def server_close(self) -> None:
+        self._socket.close()
+
+
+def _bind(address: tuple[str, int]) -> socket.socket:
+    """A listening TCP socket on ``address`` (IPv6 when the host has a colon)."""
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def make_server(
@@ -113,9 +167,12 @@ def make_server(
     port: int,
     health: Health,
     registry: CollectorRegistry,
+    status: Status | None = None,
+    site_title: str = "aggregator",
 ) -> OutputServer:
     """Bind a server for ``directory`` on ``host:port`` (port 0 picks a free one)."""
-    return OutputServer((host, port), directory=directory, health=health, registry=registry)
+    return OutputServer((host, port), directory=directory, health=health, registry=registry,
+                        status=status, site_title=site_title)  # fmt: skip
 
 
 def start_server(
@@ -125,268 +182,205 @@ def start_server(
     port: int,
     health: Health,
     registry: CollectorRegistry,
+    status: Status | None = None,
+    site_title: str = "aggregator",
 ) -> tuple[OutputServer, threading.Thread]:
     """Bind and run the server in a daemon thread; stop it with ``shutdown()`` then
     ``server_close()``."""
-    server = make_server(directory, host=host, port=port, health=health, registry=registry)
+    server = make_server(directory, host=host, port=port, health=health, registry=registry,
+                         status=status, site_title=site_title)  # fmt: skip
     thread = threading.Thread(target=server.serve_forever, name="aggregator-http", daemon=True)
     thread.start()
+    server.wait_ready()
     log.debug("http: serving %s on %s", server.directory, server.server_address[:2])
     return server, thread
 
 
-class OutputHandler(BaseHTTPRequestHandler):
-    """GET/HEAD of output files with validators and gzip; everything else is refused."""
+class _Protocol(web.RequestHandler):
+    """A method the server does not know is 501 (RFC 9110 15.6.2), not the 400 that aiohttp's
+    C parser (llhttp) gives before any handler runs; every other error is aiohttp's."""
 
-    server: OutputServer
-    protocol_version = "HTTP/1.1"
-    server_version = "aggregator"
-    timeout = _IDLE_TIMEOUT_S
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if isinstance(exc, BadHttpMethod) and request.writer.output_size == 0:
+            log.debug("http %s: unknown method: %s", request.remote, exc)
+            response = _reply(request, HTTPStatus.NOT_IMPLEMENTED, _text_headers(),
+                              b"not implemented\n")  # fmt: skip
+            response.force_close()
+            return response
+        return super().handle_error(request, status, exc, message)
 
-    def version_string(self) -> str:
-        return self.server_version  # no Python version in the Server header
 
-    def log_message(self, format: str, *args: object) -> None:
-        message = format % args
-        log.debug("http %s %s", self.address_string(), message)
+class _HttpServer(web.Server):
+    """``web.Server`` making ``_Protocol`` connections.
 
-    def handle(self) -> None:
+    A seam over aiohttp's private ``Server._loop``/``_kwargs`` (aiohttp 3.10-3.14, tested in
+    tests/test_serve.py); without them it falls back to aiohttp's own connections (then an
+    unknown method is 400).
+    """
+
+    def __call__(self) -> web.RequestHandler:
+        kwargs = getattr(self, "_kwargs", None)
+        loop = getattr(self, "_loop", None)
+        if kwargs is None or loop is None:
+            return super().__call__()
+        return _Protocol(self, loop=loop, **kwargs)
+
+
+class _AccessLog(AbstractAccessLogger):
+    """One DEBUG line per request (an operator reads INFO: requests would drown the polls)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.DEBUG)
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.debug('http %s "%s %s" %d %d %.1fms', request.remote, request.method,
+                          request.raw_path, response.status, response.body_length,
+                          time * 1000)  # fmt: skip
+
+
+class _Handler:
+    """GET/HEAD of output files with validators and gzip, the status page, health, metrics;
+    every other method is refused."""
+
+    def __init__(self, server: OutputServer) -> None:
+        self.server = server
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
-            super().handle()
-        except (BrokenPipeError, ConnectionResetError) as exc:
-            log.debug("http %s went away: %s", self.address_string(), exc)
+            return await self._route(request)
+        except Exception:  # a bug in one request is a 500, logged; the server keeps serving
+            log.exception("http: error while handling %s %s", request.method, request.raw_path)
+            return _reply(request, HTTPStatus.INTERNAL_SERVER_ERROR, _text_headers(), b"error\n")
 
-    def do_GET(self) -> None:
-        path = request_path(self.path)
+    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            known = request.method in _KNOWN_METHODS
+            status = HTTPStatus.METHOD_NOT_ALLOWED if known else HTTPStatus.NOT_IMPLEMENTED
+            text = "method not allowed" if known else "not implemented"
+            return _text(request, status, text, allow=_ALLOW)
+        path = request_path(request.raw_path)
         if path is None:
-            self._send_text(HTTPStatus.BAD_REQUEST, "bad request")
-        elif path == "/healthz":
-            self._send_health()
-        elif path == "/metrics":
-            self._send(HTTPStatus.OK, _metrics_headers(), generate_latest(self.server.registry))
-        elif path == "/":
-            self._send_index()
-        else:
-            self._send_file(path)
+            return _text(request, HTTPStatus.BAD_REQUEST, "bad request")
+        if path == "/healthz":
+            return await self._health(request)
+        if path == "/metrics":
+            body = generate_latest(self.server.registry)
+            return _reply(request, HTTPStatus.OK, _metrics_headers(), body)
+        if path in ("/status", "/status.json") and self.server.status is not None:
+            return await self._status(request, as_json=path.endswith(".json"))
+        if path == "/":
+            return await self._index(request)
+        return await self._file(request, path)
 
-    def do_HEAD(self) -> None:
-        self.do_GET()
+    async def _blocking(self, call: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, call)
 
-    def _not_allowed(self) -> None:
-        self._send_text(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed", allow=_ALLOW)
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
-
-    def _send_health(self) -> None:
+    async def _health(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
-            ok, detail = self.server.health()
+            ok, detail = await self._blocking(self.server.health)
         except Exception as exc:  # a broken probe is an unhealthy daemon, not a dead server
             log.exception("http: health check raised")
             ok, detail = False, str(exc) or type(exc).__name__
         status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
-        self._send_text(status, f"{'ok' if ok else 'unhealthy'}: {detail}", no_store=True)
+        return _text(request, status, f"{'ok' if ok else 'unhealthy'}: {detail}", no_store=True)
 
-    def _send_index(self) -> None:
+    async def _status(self, request: web.BaseRequest, *, as_json: bool) -> web.StreamResponse:
+        probe = self.server.status
+        assert probe is not None
+        report: StatusReport = await self._blocking(probe)
+        now = datetime.now(UTC)
+        if as_json:
+            return self._body(request, render_status_json(report, now=now), content_type=_JSON)
+        page = render_status(report, site_title=self.server.site_title, now=now)
+        return self._body(request, page, content_type=CONTENT_TYPES[".html"])
+
+    async def _index(self, request: web.BaseRequest) -> web.StreamResponse:
         root = self.server.directory
         if (root / "index.html").is_file():
-            self._send_file("/index.html")
-            return
-        self._send_body(_index_html(root), content_type=CONTENT_TYPES[".html"])
+            return await self._file(request, "/index.html")
+        page = await self._blocking(lambda: index_html(root))
+        return self._body(request, page, content_type=CONTENT_TYPES[".html"])
 
-    def _send_file(self, path: str) -> None:
+    async def _file(self, request: web.BaseRequest, path: str) -> web.StreamResponse:
         target = resolve_inside(self.server.directory, path)
         try:
-            found = _read_regular_file(target) if target is not None else None
+            found = await self._blocking(lambda: read_regular_file(target)) if target else None
         except OSError as exc:
             log.warning("http: cannot read %s: %s", target, exc)
-            self._send_text(HTTPStatus.INTERNAL_SERVER_ERROR, "cannot read file")
-            return
+            return _text(request, HTTPStatus.INTERNAL_SERVER_ERROR, "cannot read file")
         if found is None:
-            self._send_text(HTTPStatus.NOT_FOUND, "not found")
-            return
+            return _text(request, HTTPStatus.NOT_FOUND, "not found")
         data, mtime = found
         content_type = CONTENT_TYPES.get(Path(path).suffix.lower(), _DEFAULT_TYPE)
-        self._send_body(data, content_type=content_type, mtime=mtime)
+        immutable = path.startswith(_IMMUTABLE_PREFIX)
+        return self._body(request, data, content_type=content_type, mtime=mtime,
+                          cache=_IMMUTABLE if immutable else "no-cache")  # fmt: skip
 
-    def _send_body(self, data: bytes, *, content_type: str, mtime: float | None = None) -> None:
-        """Send ``data`` with ETag/Last-Modified, honouring conditionals and gzip."""
+    def _body(
+        self,
+        request: web.BaseRequest,
+        data: bytes,
+        *,
+        content_type: str,
+        mtime: float | None = None,
+        cache: str = "no-cache",
+    ) -> web.StreamResponse:
+        """``data`` with ETag/Last-Modified, honouring conditionals and gzip."""
         use_gzip = len(data) >= _GZIP_MIN_BYTES and accepts_gzip(
-            self.headers.get("Accept-Encoding")
+            request.headers.get("Accept-Encoding")
         )
         etag = make_etag(data, gzipped=use_gzip)
-        headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+        headers = {"ETag": etag, "Cache-Control": cache, "Vary": "Accept-Encoding"}
         if mtime is not None:
             headers["Last-Modified"] = formatdate(mtime, usegmt=True)
-        if is_not_modified(self.headers, etag=etag, mtime=mtime):
-            self._send(HTTPStatus.NOT_MODIFIED, headers, b"")
-            return
+        if is_not_modified(request.headers, etag=etag, mtime=mtime):
+            return _reply(request, HTTPStatus.NOT_MODIFIED, headers, b"")
         if use_gzip:
             data = self.server.gzip_cache.compress(etag, data)
             headers["Content-Encoding"] = "gzip"
         headers["Content-Type"] = content_type
         headers["X-Content-Type-Options"] = "nosniff"
-        self._send(HTTPStatus.OK, headers, data)
+        return _reply(request, HTTPStatus.OK, headers, data)
 
-    def _send_text(
-        self, status: HTTPStatus, text: str, *, allow: str = "", no_store: bool = False
-    ) -> None:
-        headers = {"Content-Type": _TEXT, "X-Content-Type-Options": "nosniff"}
-        headers["Cache-Control"] = "no-store" if no_store else "no-cache"
-        if allow:
-            headers["Allow"] = allow
-        self._send(status, headers, f"{text}\n".encode())
 
-    def _send(self, status: HTTPStatus, headers: Mapping[str, str], body: bytes) -> None:
-        """Write one response; HEAD and 304 get the headers only."""
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        if status != HTTPStatus.NOT_MODIFIED:
-            self.send_header("Content-Length", str(len(body)))
-        if self._has_request_body():
-            self.send_header("Connection", "close")  # we never read it, so it cannot be reused
-        self.end_headers()
-        if self.command != "HEAD" and status != HTTPStatus.NOT_MODIFIED:
-            self.wfile.write(body)
+def _text_headers(*, no_store: bool = False, allow: str = "") -> dict[str, str]:
+    headers = {"Content-Type": _TEXT, "X-Content-Type-Options": "nosniff"}
+    headers["Cache-Control"] = "no-store" if no_store else "no-cache"
+    if allow:
+        headers["Allow"] = allow
+    return headers
 
-    def _has_request_body(self) -> bool:
-        length = self.headers.get("Content-Length", "0").strip()
-        return "Transfer-Encoding" in self.headers or length not in ("", "0")
+
+def _text(
+    request: web.BaseRequest,
+    status: HTTPStatus,
+    text: str,
+    *,
+    allow: str = "",
+    no_store: bool = False,
+) -> web.StreamResponse:
+    headers = _text_headers(no_store=no_store, allow=allow)
+    return _reply(request, status, headers, f"{text}\n".encode())
+
+
+def _reply(
+    request: web.BaseRequest, status: HTTPStatus, headers: Mapping[str, str], body: bytes
+) -> web.StreamResponse:
+    """One response; HEAD keeps the Content-Length of its GET, a 304 has no body."""
+    not_modified = status == HTTPStatus.NOT_MODIFIED
+    response = web.Response(status=status, headers={**headers, "Server": "aggregator"},
+                            body=None if not_modified else body)  # fmt: skip
+    if request.can_read_body or request.headers.get("Transfer-Encoding"):
+        response.force_close()  # a body we never read: the connection cannot be reused
+    return response
 
 
 def _metrics_headers() -> dict[str, str]:
     return {"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"}
-
-
-def request_path(target: str) -> str | None:
-    """The percent-decoded path of a request target, query dropped; None if malformed."""
-    if target[:8].lower().startswith(("http://", "https://")):  # absolute-form, RFC 9112 3.2.2
-        target = urllib.parse.urlsplit(target).path or "/"
-    path = target.split("?", 1)[0].split("#", 1)[0]
-    if not path.startswith("/"):
-        return None
-    try:
-        decoded = urllib.parse.unquote(path, errors="strict")
-    except UnicodeDecodeError:
-        return None
-    return None if "\0" in decoded else decoded
-
-
-def resolve_inside(root: Path, path: str) -> Path | None:
-    """``path`` (decoded, ``/``-separated) as a real path inside ``root``; None if it escapes.
-
-    Refuses backslashes and any segment starting with a dot (``..``, hidden files and the
-    renderer's ``.name.*.tmp`` files), then resolves symlinks and checks containment.
-    """
-    if "\\" in path or "\0" in path:
-        return None
-    parts = [part for part in path.split("/") if part]
-    if any(part.startswith(".") for part in parts):
-        return None
-    try:
-        resolved = root.joinpath(*parts).resolve()
-    except (OSError, RuntimeError):  # RuntimeError: a symlink loop on Python < 3.13
-        return None
-    return resolved if resolved.is_relative_to(root) else None
-
-
-def _read_regular_file(path: Path) -> tuple[bytes, float] | None:
-    """The bytes and mtime of a regular file, from one open; None if missing or not a file.
-
-    O_NONBLOCK keeps a FIFO from hanging the handler; it does nothing for regular files.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode):
-            return None
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks), status.st_mtime
-    finally:
-        os.close(fd)
-
-
-def _index_html(root: Path) -> bytes:
-    """A minimal listing of the top-level output files, names escaped."""
-    try:
-        names = sorted(entry.name for entry in root.iterdir() if _is_listed(root, entry.name))
-    except OSError:
-        names = []
-    items = "".join(
-        f'<li><a href="{html.escape(urllib.parse.quote(name))}">{html.escape(name)}</a></li>\n'
-        for name in names
-    )
-    return (
-        '<!doctype html>\n<html><head><meta charset="utf-8"><title>aggregator outputs</title>'
-        f"</head>\n<body>\n<h1>Outputs</h1>\n<ul>\n{items}</ul>\n</body></html>\n"
-    ).encode()
-
-
-def _is_listed(root: Path, name: str) -> bool:
-    resolved = resolve_inside(root, name)
-    return resolved is not None and resolved.is_file()
-
-
-def make_etag(data: bytes, *, gzipped: bool) -> str:
-    """A strong ETag from the content hash; the gzip variant differs so caches keep them apart."""
-    digest = hashlib.sha256(data).hexdigest()[:32]
-    return f'"{digest}-gzip"' if gzipped else f'"{digest}"'
-
-
-def accepts_gzip(value: str | None) -> bool:
-    """Whether an Accept-Encoding value admits gzip (``gzip;q=0`` refuses it; ``*`` counts)."""
-    if not value:
-        return False
-    gzip_q: float | None = None
-    star_q: float | None = None
-    for item in value.split(","):
-        name, _, params = item.partition(";")
-        coding = name.strip().lower()
-        if coding in ("gzip", "x-gzip"):
-            gzip_q = _qvalue(params)
-        elif coding == "*":
-            star_q = _qvalue(params)
-    q = gzip_q if gzip_q is not None else star_q
-    return q is not None and q > 0
-
-
-def _qvalue(params: str) -> float:
-    """The ``q`` weight in ``;q=0.5`` parameters (1 when absent, 0 when malformed)."""
-    for param in params.split(";"):
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "q":
-            try:
-                return float(value.strip())
-            except ValueError:
-                return 0.0
-    return 1.0
-
-
-def is_not_modified(headers: Message, *, etag: str, mtime: float | None) -> bool:
-    """RFC 9110 13.2.2: If-None-Match decides when present, else If-Modified-Since."""
-    if_none_match = headers.get("If-None-Match")
-    if if_none_match is not None:
-        return etag_matches(if_none_match, etag)
-    since = headers.get("If-Modified-Since")
-    if since is None or mtime is None:
-        return False
-    try:
-        since_at = parsedate_to_datetime(since)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return False  # an invalid date is ignored (RFC 9110 13.1.3)
-    if since_at.tzinfo is None:  # "-0000" parses naive; HTTP dates are GMT
-        since_at = since_at.replace(tzinfo=UTC)
-    return int(mtime) <= since_at.timestamp()
-
-
-def etag_matches(if_none_match: str, etag: str) -> bool:
-    """Weak comparison (RFC 9110 13.1.2: allowed for If-None-Match on GET/HEAD)."""
-    if if_none_match.strip() == "*":
-        return True
-    ours = etag.removeprefix("W/").strip('"')
-    return any(tag == ours for tag in _ETAG.findall(if_none_match))

@@ -74,9 +74,9 @@ def metrics() -> Metrics:
 @pytest.fixture
 def server(out_dir: Path, probe: Probe, metrics: Metrics) -> Iterator[OutputServer]:
     srv = make_server(out_dir, host="127.0.0.1", port=0, health=probe, registry=metrics.registry)
-    srv.daemon_threads = False  # so server_close() joins the handler threads
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread = threading.Thread(target=srv.serve_forever)
     thread.start()
+    assert srv.wait_ready()
     try:
         yield srv
     finally:
@@ -477,7 +477,7 @@ def test_client_disconnect_is_quiet(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
     assert raw(server, "GET", "/feed.rss")[0] == 200
     server.shutdown()
-    server.server_close()  # joins the handler threads (daemon_threads is off in the fixture)
+    server.server_close()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
