@@ -25,11 +25,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from .config import Config, load_config
 from .errors import AggregatorError, ConfigError
 from .metrics import Metrics
+from .render.status import DaemonStatus, StatusReport, due_now, source_rows
 from .report import TickReport
 from .scheduler import build_scheduler
 from .serve import OutputServer, start_server
 from .store import Store
 from .systemd import Notifier
+from .websub import HubPinger, changed_topics
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ class Daemon:
         self._last_ping = 0.0
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()  # reentrant: safe in handlers
         self.server: OutputServer | None = None
+        self.last_report: TickReport | None = None  # the status page's view of the last tick
+        self.pinger: HubPinger | None = None
         self._apscheduler = BackgroundScheduler(timezone=UTC)
 
     # -- health -----------------------------------------------------------------------------------
@@ -73,11 +77,51 @@ class Daemon:
             return False, f"last tick {age:.0f}s ago (limit {limit:.0f}s)"
         return True, f"last tick {age:.0f}s ago"
 
+    def status(self) -> StatusReport:
+        """What ``/status`` shows: this daemon's health and last tick, then every source."""
+        config, now = self.config, datetime.now(UTC)
+        states = self.store.source_states()
+        enabled = {s.id for s in config.enabled_sources}
+        try:
+            healthy, detail = self.health()
+        except AggregatorError as exc:
+            healthy, detail = False, str(exc)
+        report = self.last_report or TickReport()
+        daemon = DaemonStatus(
+            healthy=healthy,
+            detail=detail,
+            sources=len(enabled),
+            due_now=due_now((s for s in states if s.source_id in enabled), now),
+            tick_every_s=config.poll.tick_s,
+            last_tick_at=self.scheduler.last_tick_at,
+            tick_duration_s=report.duration_s if self.last_report else None,
+            tick_due=report.due,
+            tick_ok=report.ok,
+            tick_failed=report.failed,
+            tick_deferred=report.deferred,
+            tick_new=report.new,
+            tick_updated=report.updated,
+            render_error=report.render_error,
+        )
+        return StatusReport(daemon, source_rows(states, {s.id: s.group for s in config.sources}))
+
     # -- lifecycle --------------------------------------------------------------------------------
 
     def _ticked(self, report: TickReport) -> None:
         self._last_ping = time.monotonic()
+        self.last_report = report
         self.notifier.notify(WATCHDOG=1, STATUS=report.status_line())
+        if self.pinger is not None:  # queued: a slow hub never holds up the tick
+            self.pinger.publish(changed_topics(self.config.output.base_url, report.renders))
+
+    def _sync_pinger(self) -> None:
+        """One pinger for the configured hub (none without one); a new hub gets a new one."""
+        hub = self.config.output.websub_hub
+        if self.pinger is not None and self.pinger.hub != hub:
+            self.pinger.close()
+            self.pinger = None
+        if hub and self.pinger is None:
+            self.pinger = HubPinger(hub)
 
     def _progress(self) -> None:
         # A tick over many slow sources can outlast WatchdogSec: ping while it makes progress.
@@ -93,7 +137,11 @@ class Daemon:
             log.exception("tick failed")
 
     def start(self) -> None:
+        # READY starts systemd's watchdog clock: the first tick's own ping is due within
+        # PROGRESS_PING_S, so no progress ping comes before it (one would look like a tick).
+        self._last_ping = time.monotonic()
         self.scheduler.start()
+        self._sync_pinger()
         if self.config.server.enabled:
             self.server, _ = start_server(
                 self.config.output.dir,
@@ -101,6 +149,8 @@ class Daemon:
                 port=self.config.server.port,
                 health=self.health,
                 registry=self.metrics.registry,
+                status=self.status,
+                site_title=self.config.output.title,
             )
             host, port = self.server.server_address[:2]
             log.info("serving %s on http://%s:%s/", self.config.output.dir, host, port)
@@ -144,6 +194,7 @@ class Daemon:
         self._warn_restart_only(config)
         removed = self.scheduler.reload(config)
         self.config = config
+        self._sync_pinger()
         self._apscheduler.modify_job("tick", next_run_time=datetime.now(UTC))  # poll added ones now
         log.info(
             "reloaded %s: %d sources, removed=%s",
@@ -172,6 +223,8 @@ class Daemon:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+        if self.pinger is not None:
+            self.pinger.close()
         if not self.scheduler.wait_idle(STOP_GRACE_S - 1.0):
             log.warning("a tick is still running after %.0fs: abandoning it", STOP_GRACE_S - 1.0)
         log.info("stopped in %.1fs", time.monotonic() - started)
