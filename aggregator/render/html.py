@@ -118,10 +118,13 @@ def render_status(report: StatusReport, *, site_title: str, now: datetime) -> by
 
 
 def _nav(site: Site, current: Section, href: Any) -> list[dict[str, Any]]:
+    """River, the outputs that are not the river again (same feeds), Status."""
+    sections = [site.river]
+    sections += [s for s in site.outputs if s is current or s.feeds != site.river.feeds]
     links = [
-        {"title": s.title if s.kind != "river" else "River", "href": href(s.path),
+        {"title": "River" if s is site.river else s.title, "href": href(s.path),
          "current": s is current}
-        for s in (site.river, *site.outputs)
+        for s in sections
     ]  # fmt: skip
     links.append({"title": "Status", "href": href(STATUS_PATH), "current": False})
     return links
