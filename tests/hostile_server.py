@@ -284,6 +284,19 @@ def length_lie(body: bytes, declared: int, *, then: bytes = b"") -> Route:
     )  # fmt: skip
 
 
+def raw(response: bytes) -> Route:
+    """``response`` as it is, status line and headers included, then the socket closes."""
+
+    def route(x: Exchange) -> None:
+        x.send(response)
+
+    return route
+
+
+# An error status whose reason phrase is terminal escapes: clear the screen, retitle the window.
+ESCAPES = b"\x1b[2J\x1b]0;owned\x07\x1b[31mred"
+
+
 def drip(*, every_s: float = 1.0) -> Route:
     """The status line and headers one byte every ``every_s``, never reaching the body."""
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n" + b"X-Slow: " + b"z" * 4096
@@ -699,6 +712,9 @@ def hostile_routes(server: HostileServer) -> dict[str, Route]:
             plain_feed("less"), len(plain_feed("less")), then=SMUGGLED
         ),
         "/transport/drip-headers": drip(),
+        "/transport/escape-reason": raw(
+            b"HTTP/1.1 500 " + ESCAPES + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
         "/transport/silent": silent(),
         "/redirect/loop/a": redirect(url("/redirect/loop/b")),
         "/redirect/loop/b": redirect(url("/redirect/loop/a")),

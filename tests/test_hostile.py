@@ -36,6 +36,7 @@ import pytest
 import yaml
 from lxml import etree
 
+from aggregator.cli import main
 from aggregator.config import Config, load_config, parse_config
 from aggregator.process.html import MAX_DEPTH, MAX_HTML_CHARS
 from aggregator.report import TickReport
@@ -336,6 +337,25 @@ def test_headers_one_byte_a_second_are_cut_at_the_total_timeout(
     polled = poller.poll({"drip": server.url("/transport/drip-headers", 1)}, timeout="2s")
     fails_alone(polled, "drip", "total timeout")
     assert polled["drip"].timed_out and polled.elapsed_s < 2 + SLACK_S
+
+
+# Guard (missing): what a server says never reaches the operator's terminal raw. The reason
+# phrase of an error status goes into the error as it came (fetch._error_for), and `once`
+# prints "FAILED <error>", `sources` its "Last errors", without escaping: ESC [2J clears the
+# screen, ESC ]0; retitles the window (and other sequences do worse in some terminals). The
+# log line is safe: it writes error=%r.
+@pytest.mark.xfail(
+    strict=True, reason="bug: a reason phrase's terminal escapes are printed raw by the CLI"
+)
+def test_a_servers_words_never_reach_the_terminal_raw(
+    server: HostileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, {"esc": server.url("/transport/escape-reason")}, poll={})
+    assert main(["-c", str(config), "--log-level", "WARNING", "once"]) == 0
+    assert main(["-c", str(config), "sources"]) == 0
+    printed = capsys.readouterr()
+    assert "HTTP 500" in printed.err
+    assert [c for c in "\x1b\x07\x9b" if c in printed.out + printed.err] == []
 
 
 # Guard: the total deadline (2 s) ends the wait for an answer that never comes, well before the
@@ -742,23 +762,23 @@ def poll_in_process(config: Path) -> TickReport:
 
 # Case 2. Guard: the store's due_states: a gone source is never due, and `--force` adds only
 # sources that are merely not yet due, never one waiting out a Retry-After. Without it the
-# second `once` (or `--force`) asks both again, as measured on main before the fix.
+# second `once` (or `--force`) asks both again, as measured on main before the fix. (The CLI's
+# own code, in this process: `once` is cli.main's, its start-up is not what is tested here.)
 def test_once_honours_410_and_retry_after_even_with_force(
-    server: HostileServer, tmp_path: Path
+    server: HostileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = write_config(tmp_path, {"gone": server.url("/status/gone"),
                                      "busy": server.url("/status/busy"),
                                      "control": server.url("/control")}, poll={})  # fmt: skip
-    first = poll_in_process(config)
-    assert {o.source_id: o.status for o in first.outcomes} == {
-        "gone": "gone", "busy": "failed", "control": "ok"}  # fmt: skip
-    again = run_cli(config, "once")
-    forced = run_cli(config, "--log-level", "DEBUG", "once", "--force")
-    assert again.status == forced.status == 0, again.err + forced.err
-    assert "sources: 0 ok, 0 failed;" in again.out
-    assert forced.polls().keys() == {"control"}
-    assert forced.polls()["control"]["status"] == "not_modified"
+    summaries = []
+    for args in (["once"], ["once"], ["once", "--force"]):
+        assert main(["-c", str(config), "--log-level", "WARNING", *args]) == 0
+        summaries.append(capsys.readouterr().out)
+    assert "sources: 1 ok, 2 failed;" in summaries[0]  # gone and busy
+    assert "sources: 0 ok, 0 failed;" in summaries[1]  # nothing due
+    assert "sources: 1 ok, 0 failed;" in summaries[2]  # the control's 304 only
     assert (server.count("/status/gone"), server.count("/status/busy")) == (1, 1)
+    assert server.count("/control") == 2
 
 
 # Case 3. Guards: the total deadline per request ([poll] timeout = 3s); a host whose request
@@ -822,6 +842,7 @@ EXPECTED: dict[str, tuple[str, str]] = {  # path -> (statuses, a piece of the er
     "/transport/length-more": ("failed", ""),
     "/transport/length-less": ("ok|failed", ""),  # aiohttp refuses it whole; fine too
     "/transport/drip-headers": ("failed", "total timeout"),
+    "/transport/escape-reason": ("failed", "HTTP 500"),
     "/transport/silent": ("failed", "total timeout"),
     "/redirect/loop/a": ("failed", "more than 5 redirects"),
     "/redirect/chain10/10": ("failed", "more than 5 redirects"),
@@ -880,8 +901,9 @@ def test_the_whole_hostile_set_in_one_cli_once(
     assert no_bidi(outputs) == []
     assert all(b"lollol" not in data and b"root:" not in data for data in outputs.values())
     # Bounded: the slow routes run side by side (2 s each); start-up, the bombs, the parses
-    # (the 100k-deep document's, mostly) and the render on top. For the note of issue #11:
+    # (the 100k-deep document's, mostly: 4-10 s of CPU, see its xfail) and the render on top:
+    # 13 s on this 2-core machine under a load of 4, 29 s under 7. For the note of issue #11:
     # `pytest --log-cli-level=INFO` shows it, --junitxml records it.
     record_property("once_s", round(run.elapsed_s, 1))
     log.info("once over the hostile set (%d sources): %.1f s", len(sources), run.elapsed_s)
-    assert run.elapsed_s < 40
+    assert run.elapsed_s < 60
