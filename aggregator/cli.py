@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
         help="also poll sources not yet due (never one that is gone or told to wait)",
     )
     sub.add_parser("render", help="regenerate outputs from the database alone")
+    prune = sub.add_parser(
+        "prune", help="apply [retention] now: prune old entries (their keys kept), re-render"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="only report what would go")
     _sources_parser(sub)
     opml_in = sub.add_parser(
         "import-opml", help="add the feeds of an OPML file (as feed readers export them)"
@@ -173,6 +177,25 @@ def _cmd_render(config: Config) -> int:
     return 0
 
 
+def _cmd_prune(config: Config, *, dry_run: bool) -> int:
+    from .prune import describe, run_prune
+    from .publish import render_outputs
+    from .store import open_store
+    from .types import utc_now
+
+    store = open_store(config.storage.url)
+    try:
+        now = utc_now()
+        report = run_prune(config, store, now=now, dry_run=dry_run)
+        reports = render_outputs(config, store) if report.items and not dry_run else ()
+    finally:
+        store.close()
+    print("\n".join(describe(report, config, now=now)))
+    if reports:  # outputs no longer list what was pruned
+        print(f"outputs: {sum(len(r.written) for r in reports)} written")
+    return 0
+
+
 def _cmd_run(config: Config, offline: bool) -> int:
     from .daemon import Daemon, run_daemon  # APScheduler and the server: only for the daemon
     from .metrics import Metrics
@@ -203,6 +226,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_once(config, offline=args.offline, force=args.force)
     if command == "render":
         return _cmd_render(config)
+    if command == "prune":
+        return _cmd_prune(config, dry_run=args.dry_run)
     if command in ("sources", "import-opml", "export-opml"):
         from .cli_sources import run_command
 

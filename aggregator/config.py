@@ -19,6 +19,7 @@ from .configcheck import (
     check_table,
     check_writable,
     is_bool,
+    is_css_selector,
     is_duration,
     is_formats,
     is_fraction,
@@ -35,7 +36,9 @@ from .configcheck import (
     parse_duration,
 )
 from .errors import ConfigError
+from .filters import NO_FILTERS, Filters, build_filters
 from .netpolicy import DEFAULT_POLICY, NetPolicy
+from .retention import DEFAULT_RETENTION, RetentionConfig, build_retention
 
 __all__ = ["FORMATS", "Config", "load_config", "parse_config", "parse_duration"]
 DEFAULT_FORMATS = ("atom", "rss", "json")
@@ -103,6 +106,9 @@ class SourceConfig:
     fixture: Path | None = None
     enabled: bool = True
     interval_s: float | None = None  # else [poll] interval
+    filters: Filters = NO_FILTERS  # include / exclude: what may enter the store (issue #15)
+    full_text: bool = False  # fetch each new entry's page and extract the article
+    content_selector: str | None = None  # CSS selector of the article (else the extractor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +119,7 @@ class OutputSpec:
     sources: tuple[str, ...] = ()
     formats: tuple[str, ...] = DEFAULT_FORMATS
     limit: int = 100
+    filters: Filters = NO_FILTERS  # include / exclude: what this output hides (issue #15)
 
     def selects(self, source: SourceConfig) -> bool:
         """True when this output includes ``source`` (no filter means every source)."""
@@ -134,6 +141,7 @@ class Config:
     server: ServerConfig = ServerConfig()
     sources: tuple[SourceConfig, ...] = ()
     outputs: tuple[OutputSpec, ...] = field(default=())
+    retention: RetentionConfig = DEFAULT_RETENTION
 
     def source(self, source_id: str) -> SourceConfig:
         for source in self.sources:
@@ -146,7 +154,7 @@ class Config:
         return tuple(s for s in self.sources if s.enabled)
 
 
-_TOP = ("storage", "output", "dedup", "poll", "fetch", "server", "sources", "outputs")
+_TOP = ("storage", "output", "dedup", "poll", "fetch", "server", "sources", "outputs", "retention")
 _STORAGE: dict[str, Check] = {"url": is_storage_url, "keep_removed": is_bool}
 _POLL: dict[str, Check] = {
     "interval": is_duration,
@@ -184,6 +192,10 @@ _SOURCE: dict[str, Check] = {
     "fixture": is_str,
     "enabled": is_bool,
     "interval": is_duration,
+    "include": is_str_list,
+    "exclude": is_str_list,
+    "full_text": is_bool,
+    "content_selector": is_css_selector,
 }
 _OUTPUTS: dict[str, Check] = {
     "name": is_id,
@@ -192,6 +204,8 @@ _OUTPUTS: dict[str, Check] = {
     "sources": is_str_list,
     "formats": is_formats,
     "limit": is_pos_int,
+    "include": is_str_list,
+    "exclude": is_str_list,
 }
 
 
@@ -237,6 +251,9 @@ def _build_sources(raw: Any, base: Path, problems: Problems) -> tuple[SourceConf
                     fixture=fixture,
                     enabled=good.get("enabled", True),
                     interval_s=parse_duration(good["interval"]) if "interval" in good else None,
+                    filters=build_filters(good, path, problems),
+                    full_text=good.get("full_text", False),
+                    content_selector=good.get("content_selector"),
                 )
             )
     return tuple(sources)
@@ -280,6 +297,7 @@ def _build_outputs(
                 sources=tuple(good.get("sources", ())),
                 formats=tuple(good.get("formats", output.formats)),
                 limit=good.get("limit", output.limit),
+                filters=build_filters(good, path, problems),
             )
         )
     return tuple(specs)
@@ -379,6 +397,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     sources = _build_sources(data.get("sources", []), base, problems)
     outputs = _build_outputs(data.get("outputs"), output, sources, problems)
     _check_intervals(sources, poll, problems)
+    retention = build_retention(data.get("retention", {}), problems)
     if problems.items:
         raise ConfigError(problems.items, path=str(path))
     return Config(
@@ -391,6 +410,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
         server=server,
         sources=sources,
         outputs=outputs,
+        retention=retention,
     )
 
 

@@ -119,6 +119,19 @@ def parse_duration(value: Any) -> float | None:
     return total if total > 0 else None
 
 
+def is_css_selector(v: Any) -> str | None:
+    """A CSS selector soupsieve compiles (imported only when a config has one)."""
+    if is_str(v):
+        return "must be a CSS selector, e.g. \"article .post-body\""
+    import soupsieve
+
+    try:
+        soupsieve.compile(v)
+    except soupsieve.SelectorSyntaxError as exc:
+        return f"invalid CSS selector {v!r}: {str(exc).splitlines()[0]}"
+    return None
+
+
 def is_duration(v: Any) -> str | None:
     ok = parse_duration(v) is not None
     return None if ok else 'must be a positive duration: seconds, or like "90s", "30m", "1h", "1d"'

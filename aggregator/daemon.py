@@ -25,6 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from .config import Config, load_config
 from .errors import AggregatorError, ConfigError
 from .metrics import Metrics
+from .prune import QuietPruner
 from .render.status import DaemonStatus, StatusReport, due_now, source_rows
 from .report import TickReport
 from .scheduler import build_scheduler
@@ -55,6 +56,7 @@ class Daemon:
             self.config, self.store, metrics=self.metrics, offline=self.offline
         )
         self.scheduler.on_tick = self._ticked
+        self.scheduler.pruner = QuietPruner()  # retention at a quiet moment (issue #15)
         self.scheduler.on_progress = self._progress
         self._last_ping = 0.0
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()  # reentrant: safe in handlers

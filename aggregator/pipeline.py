@@ -22,6 +22,7 @@ from typing import Protocol
 from .config import DedupConfig, SourceConfig
 from .errors import FetchError, SourceError
 from .fetch import MAX_BYTES, Http, fetch, freshness_s, read_fixture
+from .filters import screen
 from .prepare import Prepared
 from .process import decide
 from .schedule import Planner
@@ -175,13 +176,15 @@ def store_entries(
     started: float,
 ) -> PollOutcome:
     """Decide each entry's fate against what is stored, and write it all (one unit of work)."""
+    known = tx.known(source.id, prepared.entries)
     decisions = decide(
         prepared.entries,
-        tx.known(source.id, prepared.entries),
+        known,
         now=planner.now,
         title_window=timedelta(hours=dedup.title_window_hours),
         min_title_length=dedup.min_title_length,
     )
+    decisions = screen(decisions, source.filters, tombstones=known.tombstones)  # its rules
     max_age = freshness_s(fetched.headers, planner.now)
     nxt = planner.next_for(source, max_age_s=max_age, hints=prepared.hints)
     record = replace(

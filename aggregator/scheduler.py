@@ -28,6 +28,7 @@ from .errors import RenderError, StoreError
 from .fetch import Http, make_http
 from .metrics import Metrics
 from .pipeline import Fetcher
+from .prune import QuietPruner, run_prune
 from .publish import render_outputs
 from .render import RenderReport
 from .report import TickReport
@@ -69,6 +70,7 @@ class Scheduler:
     _loop: FetchLoop | None = None
     _workers: ParseWorkers | None = None
     _hosts: dict[str, str] = field(default_factory=dict)  # URL -> host, kept across ticks
+    pruner: QuietPruner | None = None  # the daemon's: retention at a quiet moment (issue #15)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -132,6 +134,7 @@ class Scheduler:
             report = replace(self._tick(config, now, force),
                              duration_s=time.monotonic() - started)  # fmt: skip
             self.last_tick_at = now
+            self._maybe_prune(config, now, quiet=not (report.new or report.updated))
         self.metrics.ticks.inc()
         self.metrics.last_tick.set(time.time())
         self.metrics.sources_failing.set(self.failing_sources())
@@ -139,6 +142,19 @@ class Scheduler:
             self.on_tick(report)
         log.info("%s", report.log_line())
         return report
+
+    def _maybe_prune(self, config: Config, now: datetime, *, quiet: bool) -> None:
+        """Retention, when the pruner says it is time; outputs follow what it deleted."""
+        if self.pruner is None or not self.pruner.due(config, now=now, quiet=quiet):
+            return
+        self.pruner.done(now)
+        try:
+            pruned = run_prune(config, self.store, now=now)
+        except StoreError as exc:  # tried again at the next quiet moment
+            log.error("prune failed: %s", exc)
+            return
+        if pruned.items:
+            self._render_due = not _Publisher(self, config).publish()
 
     def _tick(self, config: Config, now: datetime, force: bool) -> TickReport:
         order, states = self._due(config, now, force)

@@ -136,6 +136,8 @@ class Action(StrEnum):
     MERGE = "merge"  # a new item of this source, but the same story as an existing entry
     DUPLICATE = "duplicate"  # repeated within the same document (same key twice)
     REHASH = "rehash"  # seen before, hashed by an older recipe: new hash stored, not an update
+    FILTERED = "filtered"  # dropped by one of the source's rules (the rule is the reason, #15)
+    PRUNED = "pruned"  # deleted by retention (logged by ``prune``, never by a poll; #15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,11 +166,26 @@ class Candidate:
 
 
 @dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A key of this source that is not stored (issue #15): its entry was pruned by retention
+    (``pruned``: it is never stored again), or a rule dropped it (``reason``: the rule)."""
+
+    key: str
+    pruned: bool
+    reason: str
+    at: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "at", as_utc(self.at))
+
+
+@dataclass(frozen=True, slots=True)
 class Known:
     """What the store already holds that bears on one poll's entries."""
 
     items: Mapping[str, KnownItem]  # by key, this source only
     candidates: tuple[Candidate, ...] = ()  # by norm_link / norm_title, all sources
+    tombstones: Mapping[str, Tombstone] = field(default_factory=dict)  # by key, this source only
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +350,7 @@ class StoreResult:
     duplicate: int = 0  # merged into another source's entry, or a repeat of a known one
     unchanged: int = 0
     merged: int = 0  # of ``duplicate``: merges, which add a source to what outputs show
+    filtered: int = 0  # dropped by the source's rules
 
     @property
     def changed(self) -> bool:
@@ -371,3 +389,26 @@ class PollOutcome:
 def utc_now() -> datetime:
     """The wall clock, for the outer shells only (cli, scheduler); stages take ``now``."""
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PrunePolicy:
+    """What retention keeps as of ``now`` (issue #15): entries dated after ``keep_after``
+    (None: whatever their age) among the newest ``max_entries`` of each source (None: all);
+    tombstones made after ``tombstones_after``."""
+
+    now: datetime
+    keep_after: datetime | None
+    max_entries: int | None
+    tombstones_after: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What a prune deleted (or, with ``dry_run``, would delete)."""
+
+    items: int = 0  # sources' copies of entries, each kept as a tombstone
+    entries: int = 0  # merged entries no source carries any more
+    tombstones_expired: int = 0
+    by_source: tuple[tuple[str, int], ...] = ()  # copies pruned per source, most first
+    dry_run: bool = False

@@ -202,6 +202,11 @@ def decide(
         if item is not None:
             decisions.append(_known(entry, item))
             continue
+        tombstone = known.tombstones.get(entry.key)
+        if tombstone is not None and tombstone.pruned:  # issue #15: never back as new
+            reason = f"pruned on {tombstone.at:%Y-%m-%d} ({tombstone.reason}): not stored again"
+            decisions.append(_verdict(Action.UNCHANGED, entry, reason))
+            continue
         again = _republished(entry, known.candidates)
         if again is not None:
             reason = f"same link and title as this source's entry {again.entry_id}: new key"

@@ -18,6 +18,8 @@ from ..types import (
     Known,
     PollRecord,
     PollState,
+    PrunePolicy,
+    PruneReport,
     SourceState,
     StoredEntry,
     StoreResult,
@@ -54,6 +56,7 @@ class Transaction(Protocol):
     def record_polls(self, records: Sequence[PollRecord]) -> None: ...
     def sync_sources(self, sources: Iterable[SourceLike], *, now: datetime) -> None: ...
     def remove_sources(self, source_ids: Sequence[str]) -> int: ...
+    def prune(self, policy: PrunePolicy, *, dry_run: bool = False) -> PruneReport: ...
 
 
 class Reader(Protocol):

@@ -177,3 +177,21 @@ class DecisionRow(Base):
     entry_id: Mapped[int | None] = mapped_column(Integer, index=True)
     action: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text)
+
+
+class TombstoneRow(Base):
+    """A key a source carried that is not stored (issue #15): pruned by retention (never stored
+    again while the feed still carries it), or dropped by one of the source's rules (the rule
+    in ``reason``, so the decision log says it once). Expired after ``[retention]
+    keep_tombstones``."""
+
+    __tablename__ = "tombstones"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_id: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(Text)
+    pruned: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    __table_args__ = (UniqueConstraint("source_id", "key", name="uq_tombstones_source_key"),)

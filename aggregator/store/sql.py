@@ -27,12 +27,15 @@ from ..types import (
     PollRecord,
     PollState,
     Provenance,
+    PrunePolicy,
+    PruneReport,
     SourceState,
     StoredEntry,
     StoreResult,
 )
 from .bookkeeping import record_feed, record_polls
 from .convert import POLL_COLUMNS, to_poll_state, to_state, to_stored
+from .retention import forget_sources, prune, remember_dropped, tombstones
 from .write import ENTRIES, ITEMS, SOURCES, apply_decisions
 
 if TYPE_CHECKING:
@@ -164,6 +167,7 @@ class SqlTransaction:
         # What is still primary to a removed source had no other carrier.
         dropped = self.conn.execute(delete(ENTRIES).where(ENTRIES.c.primary_source_id.in_(ids)))
         self.conn.execute(delete(SOURCES).where(SOURCES.c.id.in_(ids)))
+        forget_sources(self.conn, ids)
         return int(dropped.rowcount or 0)
 
     def _reassign_primaries(self, removed: list[str]) -> None:
@@ -211,15 +215,21 @@ class SqlTransaction:
                 found[row_id] = (link, title, sort_at)
         carriers = _carriers(conn, sorted(found))
         candidates = tuple(Candidate(i, carriers.get(i, ()), *found[i]) for i in sorted(found))
-        return Known(items=items, candidates=candidates)
+        gone = tombstones(conn, source_id, [k for k in keys if k not in items])
+        return Known(items=items, candidates=candidates, tombstones=gone)
 
     def apply(
         self, source_id: str, decisions: Sequence[Decision], record: PollRecord
     ) -> StoreResult:
         """Write one poll's verdicts and the source's new state."""
         result = apply_decisions(self.conn, source_id, decisions, record.at)
+        remember_dropped(self.conn, source_id, decisions, record.at)
         record_feed(self.conn, record)
         return result
+
+    def prune(self, policy: PrunePolicy, *, dry_run: bool = False) -> PruneReport:
+        """Retention (``store.retention``): prune behind tombstones, or count with ``dry_run``."""
+        return prune(self.conn, policy, dry_run=dry_run)
 
     def record_polls(self, records: Sequence[PollRecord]) -> None:
         """Bookkeeping of polls that stored no entries (304s, unchanged bodies, failures)."""

@@ -243,5 +243,6 @@ def _outcomes(
         duplicate=counts[Action.MERGE] + counts[Action.DUPLICATE],
         unchanged=counts[Action.UNCHANGED] + counts[Action.REHASH],  # not an update to report
         merged=counts[Action.MERGE],
+        filtered=counts[Action.FILTERED],
     )
     return log, result
