@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .config import Config, OutputSpec
+from .filters import NO_FILTERS, Filters
 from .render import FeedLinks, RenderReport, render_output, write_file
 from .render.archive import archive_path, current_links, full_pages, render_archive_page
 from .render.html import render_page
@@ -63,12 +64,12 @@ def render_outputs(config: Config, store: Reader) -> tuple[RenderReport, ...]:
     pages = _Pages(config, site)
     for spec, section in zip(config.outputs, site.outputs, strict=True):
         ids = [s.id for s in config.sources if spec.selects(s)]
-        entries = store.recent_entries(ids, limit=spec.limit)
+        entries = visible_entries(store, ids, spec)  # less what its rules hide (issue #15)
         channel = channel_for(config, spec)
         archived = RenderReport()
         links = FeedLinks(hub=config.output.websub_hub)
         if "atom" in spec.formats:
-            archived, count = _archive(config, store, channel, ids)
+            archived, count = _archive(config, store, channel, ids, spec.filters)
             links = current_links(channel, count, base=links)
         reports += (render_output(channel, entries, spec.formats, out, links=links), archived)
         pages.write(section, entries)
@@ -118,8 +119,22 @@ def _group_feeds(config: Config, section: Section, entries: Sequence[StoredEntry
     )
 
 
+def visible_entries(store: Reader, ids: list[str], spec: OutputSpec) -> tuple[StoredEntry, ...]:
+    """The newest ``spec.limit`` entries of ``ids`` that the output's rules do not hide: read
+    in growing batches until enough pass, or none are left."""
+    if not spec.filters:
+        return store.recent_entries(ids, limit=spec.limit)
+    asked = spec.limit
+    while True:
+        found = store.recent_entries(ids, limit=asked)
+        shown = tuple(e for e in found if spec.filters.drops(e) is None)
+        if len(shown) >= spec.limit or len(found) < asked:
+            return shown[: spec.limit]
+        asked *= 4
+
+
 def _archive(
-    config: Config, store: Reader, channel: Channel, ids: list[str]
+    config: Config, store: Reader, channel: Channel, ids: list[str], hide: Filters = NO_FILTERS
 ) -> tuple[RenderReport, int]:
     """Write the full RFC 5005 archive pages not written yet; return them and how many exist.
 
@@ -136,6 +151,7 @@ def _archive(
             unchanged.append(rel)
             continue
         entries = store.entries_by_arrival(ids, offset=(page - 1) * size, limit=size)
+        entries = tuple(e for e in entries if hide.drops(e) is None)  # the output's rules
         write_file(config.output.dir, rel, render_archive_page(channel, entries, page))
         written.append(rel)
     return RenderReport(written=tuple(written), unchanged=tuple(unchanged)), count

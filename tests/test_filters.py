@@ -3,6 +3,7 @@ characters), ``re:`` expressions, fields, config errors with their key paths, an
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,69 @@ def test_screen_leaves_what_is_stored_alone() -> None:
     rules = filters(exclude=["crypto"])
     kept = [verdict(Action.UPDATE, entry("Crypto")), verdict(Action.UNCHANGED, entry("Crypto"))]
     assert screen(kept, rules, tombstones={}) == tuple(kept)
+
+
+def _rss(items: list[tuple[str, str]]) -> bytes:
+    """RSS 2.0 with (guid, title) items, newest first, an hour apart."""
+    body = "".join(
+        f'<item><guid isPermaLink="false">urn:t:{g}</guid><title>{t}</title>'
+        f"<link>https://example.org/{g}</link><description>{t}</description>"
+        f"<pubDate>Wed, 25 Nov 2026 {20 - i:02d}:00:00 GMT</pubDate></item>"
+        for i, (g, t) in enumerate(items)
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+        f"<link>https://example.org/</link>{body}</channel></rss>"
+    ).encode()
+
+
+def test_output_rules_hide_from_that_output_only(tmp_path: Path) -> None:
+    """A "tech without crypto" output and a Chinese one without ads, beside "all"; the limit
+    still fills up with what the rules let through, archives included."""
+    from aggregator.publish import render_outputs
+    from aggregator.render.archive import ARCHIVE_DIR
+    from aggregator.scheduler import run_once
+    from aggregator.store import open_store
+
+    (tmp_path / "tech.xml").write_bytes(
+        _rss([("c1", "Crypto exchange fails"), ("c2", "Bitcoin and crypto rally"),
+              ("p1", "Python 3.15 beta"), ("r1", "Rust 2027 edition"), ("g1", "Go 1.30")])
+    )  # fmt: skip
+    (tmp_path / "zh.xml").write_bytes(
+        _rss([("z1", "【广告】双十一特惠"), ("z2", "国产大模型开源"), ("z3", "芯片出口新规")])
+    )
+    raw: dict[str, Any] = {
+        "storage": {"url": f"sqlite:///{tmp_path / 'agg.db'}"},
+        "output": {"dir": str(tmp_path / "public"), "formats": ["atom"], "archive_page_size": 2},
+        "sources": [
+            {"id": "tech", "url": "https://t.example/feed", "fixture": "tech.xml", "group": "tech"},
+            {"id": "zh", "url": "https://z.example/feed", "fixture": "zh.xml", "group": "中文"},
+        ],
+        "outputs": [
+            {"name": "all", "title": "All"},
+            {"name": "tech", "title": "Tech", "groups": ["tech"], "exclude": ["crypto", "bitcoin"],
+             "limit": 2},
+            {"name": "zh", "title": "中文", "groups": ["中文"], "exclude": ["广告"]},
+        ],
+    }  # fmt: skip
+    config = parse_config(raw, path=tmp_path / "c.toml")
+    store = open_store(config.storage.url)
+    try:
+        result = run_once(config, store, now=T0, offline=True)
+        assert sum(o.result.new for o in result.outcomes) == 8  # every entry is stored
+        render_outputs(config, store)
+    finally:
+        store.close()
+
+    def titles(name: str) -> list[str]:
+        text = (tmp_path / "public" / name).read_text(encoding="utf-8")
+        return re.findall(r"<entry>.*?<title[^>]*>([^<]*)</title>", text, re.S)
+
+    assert "Crypto exchange fails" in titles("all.atom")
+    assert "【广告】双十一特惠" in titles("all.atom")
+    assert titles("tech.atom") == ["Python 3.15 beta", "Rust 2027 edition"]
+    assert titles("zh.atom") == ["国产大模型开源", "芯片出口新规"]
+    archives = sorted((tmp_path / "public" / ARCHIVE_DIR / "tech").glob("*.atom"))
+    assert len(archives) == 2  # 5 entries, pages of 2: two full pages, written once
+    archived = "".join(page.read_text(encoding="utf-8") for page in archives)
+    assert "Python 3.15 beta" in archived and "rypto" not in archived
