@@ -98,6 +98,14 @@ class DedupConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ExplainConfig:
+    """What `aggregator explain` and `sources show` can tell (issue #14): every poll's history
+    and every verdict on an entry, kept this many days (0: none kept)."""
+
+    keep_days: int = 7
+
+
+@dataclass(frozen=True, slots=True)
 class SourceConfig:
     id: str
     url: str
@@ -142,6 +150,7 @@ class Config:
     sources: tuple[SourceConfig, ...] = ()
     outputs: tuple[OutputSpec, ...] = field(default=())
     retention: RetentionConfig = DEFAULT_RETENTION
+    explain: ExplainConfig = ExplainConfig()
 
     def source(self, source_id: str) -> SourceConfig:
         for source in self.sources:
@@ -154,7 +163,11 @@ class Config:
         return tuple(s for s in self.sources if s.enabled)
 
 
-_TOP = ("storage", "output", "dedup", "poll", "fetch", "server", "sources", "outputs", "retention")
+_TOP = (
+    "storage", "output", "dedup", "poll", "fetch", "server", "sources", "outputs", "retention",
+    "explain",
+)  # fmt: skip
+_EXPLAIN: dict[str, Check] = {"keep_days": is_non_negative_int}
 _STORAGE: dict[str, Check] = {"url": is_storage_url, "keep_removed": is_bool}
 _POLL: dict[str, Check] = {
     "interval": is_duration,
@@ -303,6 +316,7 @@ def _build_outputs(
     return tuple(specs)
 
 
+
 def _build_poll(raw: dict[str, Any], problems: Problems) -> PollConfig:
     seconds = {k: parse_duration(v) for k, v in raw.items() if k in _DURATION_KEYS}
     defaults = PollConfig()
@@ -385,6 +399,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     storage_raw = check_table(data.get("storage", {}), "storage", _STORAGE, problems)
     output_raw = check_table(data.get("output", {}), "output", _OUTPUT, problems)
     dedup_raw = check_table(data.get("dedup", {}), "dedup", _DEDUP, problems)
+    explain_raw = check_table(data.get("explain", {}), "explain", _EXPLAIN, problems)
     poll = _build_poll(check_table(data.get("poll", {}), "poll", _POLL, problems), problems)
     fetch = _build_fetch(check_table(data.get("fetch", {}), "fetch", _FETCH, problems))
     server = _build_server(check_table(data.get("server", {}), "server", _SERVER, problems))
@@ -411,6 +426,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
         sources=sources,
         outputs=outputs,
         retention=retention,
+        explain=ExplainConfig(**explain_raw),
     )
 
 

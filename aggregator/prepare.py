@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from .parse import parse_document, parse_posts
 from .process import html_to_text, normalise_entries
-from .types import Entry, FeedHints, Fetched, ParsedFeed
+from .types import Entry, FeedHints, Fetched, ParsedEntry, ParsedFeed
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,10 @@ class Prepared:
     hints: FeedHints
     entries: tuple[Entry, ...]
     warnings: tuple[str, ...]
+    # Over the per-feed cap (issue #14): the first ``MAX_LISTED_DROPS`` of the entries dropped,
+    # normalised so that ``explain`` can name them, and how many were dropped in all.
+    dropped: tuple[Entry, ...] = ()
+    over_cap: int = 0
 
 
 def _parse(fetched: Fetched) -> ParsedFeed:
@@ -32,34 +36,48 @@ def _parse(fetched: Fetched) -> ParsedFeed:
 
 
 MAX_ENTRIES = 1000  # per document: a feed of a million tiny entries is an attack, not news
+MAX_LISTED_DROPS = 100  # entries over the cap that are named (for ``explain``); the rest counted
 
 
 def newest(feed: ParsedFeed, limit: int) -> ParsedFeed:
     """``feed`` with at most ``limit`` entries: the newest by date (undated ones after the dated,
     in document order, which feeds keep newest first), in document order."""
+    return split_newest(feed, limit)[0]
+
+
+def split_newest(feed: ParsedFeed, limit: int) -> tuple[ParsedFeed, tuple[ParsedEntry, ...]]:
+    """``newest(feed, limit)``, and the entries it dropped (in document order)."""
     entries = feed.entries
     if len(entries) <= limit:
-        return feed
+        return feed, ()
 
     def age(i: int) -> tuple[int, float, int]:
         when = entries[i].published_at or entries[i].updated_at
         return (0, -when.timestamp(), i) if when else (1, 0.0, i)
 
-    kept = sorted(sorted(range(len(entries)), key=age)[:limit])
+    ranked = sorted(range(len(entries)), key=age)
+    kept = sorted(ranked[:limit])
+    dropped = tuple(entries[i] for i in sorted(ranked[limit:]))
     warning = f"{len(entries) - limit} of {len(entries)} entries over the cap of {limit} dropped"
     return replace(feed, entries=tuple(entries[i] for i in kept),
-                   warnings=(*feed.warnings, warning))  # fmt: skip
+                   warnings=(*feed.warnings, warning)), dropped  # fmt: skip
 
 
 def prepare(fetched: Fetched, max_entries: int = MAX_ENTRIES) -> Prepared:
     """Parse and normalise one fetched document (its ``max_entries`` newest entries). Pure (no
     I/O, no clock): runs in workers."""
-    feed = newest(_parse(fetched), max_entries)
+    feed, over = split_newest(_parse(fetched), max_entries)
     entries, warnings = normalise_entries(feed, source_id=fetched.source_id, feed_url=fetched.url)
+    dropped: tuple[Entry, ...] = ()
+    if over:
+        named = replace(feed, entries=over[:MAX_LISTED_DROPS])
+        dropped, _ = normalise_entries(named, source_id=fetched.source_id, feed_url=fetched.url)
     return Prepared(
         title=html_to_text(feed.title) or None,  # some feeds put entities in plain-text titles
         link=feed.link,
         hints=FeedHints(feed.ttl_s, feed.skip_hours, feed.skip_days),
         entries=entries,
         warnings=feed.warnings + warnings,
+        dropped=dropped,
+        over_cap=len(over),
     )

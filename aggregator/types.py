@@ -45,6 +45,7 @@ class Fetched:
     last_modified: str | None = None
     body_hash: str | None = None
     permanent_url: str | None = None  # set when a 301/308 moved the feed
+    redirects: tuple[str, ...] = ()  # each hop followed: "301 https://..." (issue #14)
     parts: tuple[tuple[str, bytes], ...] = ()  # a directory fixture: (name, bytes) per post
 
     def __post_init__(self) -> None:
@@ -138,6 +139,7 @@ class Action(StrEnum):
     REHASH = "rehash"  # seen before, hashed by an older recipe: new hash stored, not an update
     FILTERED = "filtered"  # dropped by one of the source's rules (the rule is the reason, #15)
     PRUNED = "pruned"  # deleted by retention (logged by ``prune``, never by a poll; #15)
+    DROPPED = "dropped"  # over the per-feed cap ([poll] max_entries_per_feed): not stored (#14)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,7 @@ class KnownItem:
     content_hash: str
     primary: bool  # this item is the one the merged entry's content comes from
     hash_version: int = 1  # recipe of ``content_hash``; rows from before versions are 1
+    field_hashes: str | None = None  # ``dedup.field_hashes``: which fields an update changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +203,11 @@ class Decision:
     # The recipes (``process.dedup``) of the entry's key and content hash, stored with them.
     key_version: int = 1
     hash_version: int = 1
+    # For ``explain`` (issue #14): the rule behind a merge, duplicate or drop ("link", "title",
+    # "key", "cap" ...), the fields an update changed, and the entry's per-field digests.
+    rule: str | None = None
+    fields: tuple[str, ...] = ()
+    field_hashes: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +309,19 @@ class PollState:
 
 
 @dataclass(frozen=True, slots=True)
+class PollHistory:
+    """One poll as ``sources show`` lists it (issue #14): what was asked, what came back."""
+
+    url: str  # the URL asked first (``Fetched.redirects``: where it led)
+    sent_etag: str | None = None
+    sent_last_modified: str | None = None
+    etag: str | None = None  # as received
+    last_modified: str | None = None
+    redirects: tuple[str, ...] = ()
+    duration_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class PollRecord:
     """The bookkeeping of one poll of one source, as the store writes it."""
 
@@ -318,6 +339,7 @@ class PollRecord:
     feed_link: str | None = None
     hints: FeedHints = FeedHints()
     next_check_why: str | None = None  # what decided ``next_check_at`` (``schedule.NextCheck``)
+    history: PollHistory | None = None  # what ``sources show`` lists of it; None: not kept
 
     @classmethod
     def from_fetched(
@@ -328,6 +350,7 @@ class PollRecord:
         at: datetime,
         next_check_at: datetime | None,
         why: str | None = None,
+        history: PollHistory | None = None,
     ) -> PollRecord:
         return cls(
             fetched.source_id,
@@ -340,6 +363,7 @@ class PollRecord:
             body_hash=fetched.body_hash,
             permanent_url=fetched.permanent_url,
             next_check_why=why,
+            history=history,
         )
 
 
@@ -351,6 +375,7 @@ class StoreResult:
     unchanged: int = 0
     merged: int = 0  # of ``duplicate``: merges, which add a source to what outputs show
     filtered: int = 0  # dropped by the source's rules
+    dropped: int = 0  # over the per-feed cap (issue #14)
 
     @property
     def changed(self) -> bool:

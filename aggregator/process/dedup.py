@@ -86,6 +86,39 @@ def content_hash(
     return _digest(title, link, author, content_html, summary, thumbnail, list(categories), encl)
 
 
+# Per-field digests of what ``content_hash`` covers, stored with each item so that an update
+# can say which fields changed (issue #14). Same fields as ``content_hash``, so they follow
+# CONTENT_HASH_VERSION: a re-hash rewrites them. 8 hex digits per field, in this order.
+HASHED_FIELDS = (
+    "title", "link", "author", "content", "summary", "thumbnail", "categories", "enclosures",
+)  # fmt: skip
+_FIELD_DIGITS = 8
+
+
+def field_hashes(entry: Entry) -> str:
+    """The entry's per-field digests (``HASHED_FIELDS``), as one string."""
+    encl = [(e.url, e.type, e.length) for e in entry.enclosures]
+    values = (entry.title, entry.link, entry.author, entry.content_html, entry.summary,
+              entry.thumbnail, list(entry.categories), encl)  # fmt: skip
+    return "".join(
+        hashlib.blake2b(_ENCODE(v).encode("utf-8"), digest_size=_FIELD_DIGITS // 2).hexdigest()
+        for v in values
+    )
+
+
+def changed_fields(stored: str | None, current: str) -> tuple[str, ...]:
+    """The names of the fields whose digests differ; () when ``stored`` is missing (an item
+    stored before digests existed) or of another shape."""
+    if not stored or len(stored) != len(current):
+        return ()
+    n = _FIELD_DIGITS
+    return tuple(
+        name
+        for i, name in enumerate(HASHED_FIELDS)
+        if stored[i * n : (i + 1) * n] != current[i * n : (i + 1) * n]
+    )
+
+
 def stored_key(
     *,
     guid: str | None,
@@ -124,8 +157,9 @@ def _match(
     at: datetime,
     window: timedelta,
     min_title_length: int,
-) -> tuple[Candidate, str] | None:
-    """An entry another source already carried that is the same story, with the reason why.
+) -> tuple[Candidate, str, str] | None:
+    """An entry another source already carried that is the same story, with the rule that
+    matched ("link" or "title") and the reason why.
 
     Only across sources: within one source the key is the identity (as in Miniflux and
     reader), since one blog may well post twice about the same link.
@@ -134,12 +168,12 @@ def _match(
     if entry.norm_link:
         for cand in others:
             if cand.norm_link == entry.norm_link:
-                return cand, f"same link {entry.norm_link} as entry {cand.entry_id}"
+                return cand, "link", f"same link {entry.norm_link} as entry {cand.entry_id}"
     if len(entry.norm_title) < min_title_length:
         return None
     for cand in others:
         if cand.norm_title == entry.norm_title and abs(cand.sort_at - at) <= window:
-            return cand, f"same title as entry {cand.entry_id} within {window}"
+            return cand, "title", f"same title as entry {cand.entry_id} within {window}"
     return None
 
 
@@ -160,13 +194,28 @@ def _republished(entry: Entry, candidates: Sequence[Candidate]) -> Candidate | N
 
 
 def _verdict(
-    action: Action, entry: Entry, reason: str, entry_id: int | None = None, primary: bool = True
+    action: Action,
+    entry: Entry,
+    reason: str,
+    entry_id: int | None = None,
+    primary: bool = True,
+    *,
+    rule: str | None = None,
+    fields: tuple[str, ...] = (),
+    hashes: str | None = None,
 ) -> Decision:
-    """A verdict stamped with the versions of the recipes the entry's key and hash come from."""
+    """A verdict stamped with the versions of the recipes the entry's key and hash come from;
+    what is stored (new, merged, updated, re-hashed) carries its per-field digests."""
+    if hashes is None and action in _STORED:
+        hashes = field_hashes(entry)
     return Decision(
         action, entry, reason, entry_id, primary,
         key_version=KEY_VERSION, hash_version=CONTENT_HASH_VERSION,
+        rule=rule, fields=fields, field_hashes=hashes,
     )  # fmt: skip
+
+
+_STORED = frozenset((Action.NEW, Action.MERGE, Action.UPDATE, Action.REHASH))
 
 
 def _known(entry: Entry, item: KnownItem) -> Decision:
@@ -179,7 +228,14 @@ def _known(entry: Entry, item: KnownItem) -> Decision:
         return _verdict(Action.REHASH, entry, reason, item.entry_id, item.primary)
     if item.content_hash == entry.content_hash:
         return _verdict(Action.UNCHANGED, entry, "same content", item.entry_id, item.primary)
-    return _verdict(Action.UPDATE, entry, "content changed", item.entry_id, item.primary)
+    hashes = field_hashes(entry)
+    fields = changed_fields(item.field_hashes, hashes)
+    # Items stored before field digests existed (issue #14) cannot say which fields changed.
+    reason = f"content changed: {', '.join(fields)}" if fields else "content changed"
+    if not item.primary:  # what people look for when "my edit did not show"
+        reason += " (a merged copy: the entry shows its primary source's content)"
+    return _verdict(Action.UPDATE, entry, reason, item.entry_id, item.primary, fields=fields,
+                    hashes=hashes)  # fmt: skip
 
 
 def decide(
@@ -195,7 +251,8 @@ def decide(
     batch_keys: set[str] = set()
     for entry in entries:
         if entry.key in batch_keys:
-            decisions.append(_verdict(Action.DUPLICATE, entry, "key repeated in the document"))
+            reason = "key repeated in the document"
+            decisions.append(_verdict(Action.DUPLICATE, entry, reason, rule="key"))
             continue
         batch_keys.add(entry.key)
         item = known.items.get(entry.key)
@@ -210,7 +267,9 @@ def decide(
         again = _republished(entry, known.candidates)
         if again is not None:
             reason = f"same link and title as this source's entry {again.entry_id}: new key"
-            decisions.append(_verdict(Action.DUPLICATE, entry, reason, again.entry_id))
+            decisions.append(
+                _verdict(Action.DUPLICATE, entry, reason, again.entry_id, rule="republished")
+            )
             continue
         found = _match(
             entry,
@@ -220,8 +279,10 @@ def decide(
             min_title_length=min_title_length,
         )
         if found is not None:
-            cand, reason = found
-            decisions.append(_verdict(Action.MERGE, entry, reason, cand.entry_id, primary=False))
+            cand, rule, reason = found
+            decisions.append(
+                _verdict(Action.MERGE, entry, reason, cand.entry_id, primary=False, rule=rule)
+            )
         else:
             decisions.append(_verdict(Action.NEW, entry, "not seen before"))
     return tuple(decisions)

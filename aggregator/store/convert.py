@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ..story import PollLog
 from ..types import Enclosure, Entry, FeedHints, PollState, Provenance, SourceState, StoredEntry
 
 # One encoder for every call: ``json.dumps`` with options builds a new one each time, which
@@ -97,4 +98,25 @@ def to_stored(row: Any, sources: tuple[Provenance, ...], group: str | None) -> S
         ),
         group=group,
         sources=sources,
+    )
+
+
+def to_poll_log(row: Any) -> PollLog:
+    """From a row of ``polls`` (every column; issue #14)."""
+    counts = dict(part.split("=", 1) for part in (row.counts or "").split())
+    return PollLog(
+        at=row.at,
+        status=row.status,
+        http_status=row.http_status,
+        duration_ms=row.duration_ms,
+        url=row.url,
+        redirects=tuple(row.redirects.split("\n")) if row.redirects else (),
+        sent_etag=row.sent_etag,
+        sent_last_modified=row.sent_last_modified,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        error=row.error,
+        next_check_at=row.next_check_at,
+        next_check_why=row.next_check_why,
+        counts={name: int(value) for name, value in counts.items()},
     )

@@ -3,7 +3,7 @@
 Tables: ``sources`` (polling state, the schedule as data), ``entries`` (merged stories),
 ``items`` (one row per source that carried a story: the provenance and the dedup guarantee,
 unique on (source_id, key)), ``decisions`` (every non-trivial dedup/update verdict, for
-``explain``).
+``explain``), ``polls`` (each poll's history, for ``sources show``; issue #14).
 """
 
 from __future__ import annotations
@@ -163,6 +163,8 @@ class ItemRow(Base):
     # before versions existed are 1 (migration 0003).
     key_version: Mapped[int] = mapped_column(Integer, server_default="1")
     hash_version: Mapped[int] = mapped_column(Integer, server_default="1")
+    # Per-field digests (``process.dedup.field_hashes``): which fields an update changed (#14).
+    field_hashes: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (UniqueConstraint("source_id", "key", name="uq_items_source_key"),)
 
@@ -177,6 +179,12 @@ class DecisionRow(Base):
     entry_id: Mapped[int | None] = mapped_column(Integer, index=True)
     action: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text)
+    # For ``explain`` (issue #14, migration 0006): the rule behind a merge, duplicate or drop,
+    # the fields an update changed ("title,content"), and the entry's title and link then.
+    rule: Mapped[str | None] = mapped_column(String(64))
+    fields: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(Text)
 
 
 class TombstoneRow(Base):
@@ -195,3 +203,30 @@ class TombstoneRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
     __table_args__ = (UniqueConstraint("source_id", "key", name="uq_tombstones_source_key"),)
+
+
+class PollRow(Base):
+    """One poll of one source, as ``sources show`` lists it (issue #14): what was asked, what
+    came back, how long it took, what it stored. Kept ``[explain] keep_days``."""
+
+    __tablename__ = "polls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(Text)
+    redirects: Mapped[str | None] = mapped_column(Text)  # "301 https://..." per line
+    sent_etag: Mapped[str | None] = mapped_column(Text)
+    sent_last_modified: Mapped[str | None] = mapped_column(Text)
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_check_why: Mapped[str | None] = mapped_column(Text)
+    # What the poll stored (parsed polls only; NULL for 304s, unchanged bodies and failures).
+    counts: Mapped[str | None] = mapped_column(Text)  # "new=1 updated=0 ..."
+
+    __table_args__ = (Index("ix_polls_source", "source_id", "id"),)

@@ -1,4 +1,5 @@
-"""Read the sources' state from an SQLite database without SQLAlchemy: `aggregator sources`.
+"""Read the sources' state (and a source's recent polls) from an SQLite database without
+SQLAlchemy: `aggregator sources`.
 
 A speed seam (issue #12): listing sources must answer at once, and importing SQLAlchemy costs
 more than the rest of the command. Only for an SQLite file at ``HEAD_REVISION``, read-only;
@@ -9,17 +10,21 @@ caller takes the plain path, ``open_store(url).source_states()``. A test proves 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
+from ..story import PollLog
 from ..types import SourceState
-from .convert import to_state
+from .convert import to_poll_log, to_state
 from .revision import HEAD_REVISION
 
 _DATETIMES = ("last_poll_at", "last_ok_at", "next_check_at")
+_POLL_DATETIMES = ("at", "next_check_at")
+T = TypeVar("T")
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -30,14 +35,14 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path) if path and "?" not in path else None
 
 
-def peek_source_states(url: str) -> tuple[SourceState, ...] | None:
-    """Every stored source's state, as ``SqlStore.source_states()`` returns it; None when this
-    path does not apply (see the module docstring). A missing database file holds no source."""
+def _peek(url: str, read: Callable[[sqlite3.Connection], T], empty: T) -> T | None:
+    """``read`` on the SQLite file of ``url``, read-only, if it is at ``HEAD_REVISION``;
+    ``empty`` when there is no file; None when this path does not apply."""
     path = sqlite_path(url)
     if path is None:
         return None
     if not path.exists():
-        return ()
+        return empty
     try:
         connection = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
     except sqlite3.Error:
@@ -47,22 +52,47 @@ def peek_source_states(url: str) -> tuple[SourceState, ...] | None:
         versions = [row[0] for row in connection.execute("SELECT version_num FROM alembic_version")]
         if versions != [HEAD_REVISION]:
             return None
-        counts = dict(
-            connection.execute("SELECT source_id, count(*) FROM items GROUP BY source_id")
-        )
-        rows = connection.execute("SELECT * FROM sources ORDER BY id").fetchall()
-        return tuple(to_state(_row(row), counts.get(row["id"], 0)) for row in rows)
+        return read(connection)
     except sqlite3.Error:
         return None
     finally:
         connection.close()
 
 
-def _row(row: sqlite3.Row) -> Any:
-    """A ``sources`` row with SQLAlchemy's conversions: DATETIME text to UTC, 0/1 to bool."""
+def peek_source_states(url: str) -> tuple[SourceState, ...] | None:
+    """Every stored source's state, as ``SqlStore.source_states()`` returns it; None when this
+    path does not apply (see the module docstring). A missing database file holds no source."""
+
+    def read(connection: sqlite3.Connection) -> tuple[SourceState, ...]:
+        counts = dict(
+            connection.execute("SELECT source_id, count(*) FROM items GROUP BY source_id")
+        )
+        rows = connection.execute("SELECT * FROM sources ORDER BY id").fetchall()
+        return tuple(to_state(_row(row), counts.get(row["id"], 0)) for row in rows)
+
+    none: tuple[SourceState, ...] = ()
+    return _peek(url, read, none)
+
+
+def peek_polls(url: str, source_id: str, *, limit: int) -> tuple[PollLog, ...] | None:
+    """A source's last ``limit`` polls, newest first, as ``explain.recent_polls`` reads them
+    (issue #14: `sources show`); None when this path does not apply."""
+
+    def read(connection: sqlite3.Connection) -> tuple[PollLog, ...]:
+        query = "SELECT * FROM polls WHERE source_id = ? ORDER BY id DESC LIMIT ?"
+        rows = connection.execute(query, (source_id, limit)).fetchall()
+        return tuple(to_poll_log(_row(row, _POLL_DATETIMES)) for row in rows)
+
+    none: tuple[PollLog, ...] = ()
+    return _peek(url, read, none)
+
+
+def _row(row: sqlite3.Row, datetimes: tuple[str, ...] = _DATETIMES) -> Any:
+    """A row with SQLAlchemy's conversions: DATETIME text to UTC, 0/1 to bool."""
     values = {key: row[key] for key in row.keys()}  # noqa: SIM118 - sqlite3.Row is no mapping
-    for key in _DATETIMES:
+    for key in datetimes:
         if values.get(key) is not None:
-            values[key] = datetime.fromisoformat(values[key])  # naive UTC: to_state makes it aware
-    values["enabled"] = bool(values["enabled"])
+            values[key] = datetime.fromisoformat(values[key])  # naive UTC: made aware later
+    if "enabled" in values:
+        values["enabled"] = bool(values["enabled"])
     return SimpleNamespace(**values)

@@ -35,6 +35,7 @@ from ..types import (
 )
 from .bookkeeping import record_feed, record_polls
 from .convert import POLL_COLUMNS, to_poll_state, to_state, to_stored
+from .history import log_polls, prune_history
 from .retention import forget_sources, prune, remember_dropped, tombstones
 from .write import ENTRIES, ITEMS, SOURCES, apply_decisions
 
@@ -48,7 +49,12 @@ CHUNK = 500  # bound on bound parameters per IN (...) (SQLite's limit is 32766 n
 # The lookups of ``known`` run for every parsed document: built once, with expanding IN
 # parameters, so each run binds lists instead of building (and cache-keying) a new statement.
 _KNOWN_ITEMS = select(
-    ITEMS.c.key, ITEMS.c.entry_id, ITEMS.c.content_hash, ITEMS.c.is_primary, ITEMS.c.hash_version
+    ITEMS.c.key,
+    ITEMS.c.entry_id,
+    ITEMS.c.content_hash,
+    ITEMS.c.is_primary,
+    ITEMS.c.hash_version,
+    ITEMS.c.field_hashes,
 ).where(
     ITEMS.c.source_id == bindparam("source"), ITEMS.c.key.in_(bindparam("keys", expanding=True))
 )
@@ -204,8 +210,10 @@ class SqlTransaction:
         conn = self.conn
         for chunk in _chunks(keys):
             params = {"source": source_id, "keys": list(chunk)}
-            for key, entry_id, digest, primary, version in conn.execute(_KNOWN_ITEMS, params):
-                items[key] = KnownItem(key, entry_id, digest, primary, version)
+            for key, entry_id, digest, primary, version, fields in conn.execute(
+                _KNOWN_ITEMS, params
+            ):
+                items[key] = KnownItem(key, entry_id, digest, primary, version, fields)
         for start in range(0, max(len(links), len(titles)), CHUNK):
             params = {
                 "links": links[start : start + CHUNK],
@@ -225,16 +233,22 @@ class SqlTransaction:
         result = apply_decisions(self.conn, source_id, decisions, record.at)
         remember_dropped(self.conn, source_id, decisions, record.at)
         record_feed(self.conn, record)
+        log_polls(self.conn, [record], result)  # the poll's history (issue #14)
         return result
 
     def prune(self, policy: PrunePolicy, *, dry_run: bool = False) -> PruneReport:
         """Retention (``store.retention``): prune behind tombstones, or count with ``dry_run``."""
         return prune(self.conn, policy, dry_run=dry_run)
 
+    def forget_history(self, before: datetime) -> tuple[int, int]:
+        """Polls and verdicts older than ``before`` go; return how many of each (issue #14)."""
+        return prune_history(self.conn, before)
+
     def record_polls(self, records: Sequence[PollRecord]) -> None:
         """Bookkeeping of polls that stored no entries (304s, unchanged bodies, failures)."""
         if records:
             record_polls(self.conn, records)
+            log_polls(self.conn, records)
 
 
 def _by_id() -> Any:

@@ -65,6 +65,7 @@ def _item_row(
         "updated_at": now,
         "key_version": d.key_version,
         "hash_version": d.hash_version,
+        "field_hashes": d.field_hashes,
     }
 
 
@@ -105,6 +106,7 @@ def _update_items(
         .values(
             content_hash=bindparam("b_hash"),
             hash_version=bindparam("b_hash_version"),
+            field_hashes=bindparam("b_fields"),
             link=bindparam("b_link"),
             updated_at=now,
         )
@@ -117,6 +119,7 @@ def _update_items(
                 "b_key": d.entry.key,
                 "b_hash": d.entry.content_hash,
                 "b_hash_version": d.hash_version,
+                "b_fields": d.field_hashes,
                 "b_link": d.entry.link,
             }
             for d in updates
@@ -129,7 +132,11 @@ def _update_items(
 _REHASH = (
     update(ITEMS)
     .where(and_(ITEMS.c.source_id == bindparam("b_source"), ITEMS.c.key == bindparam("b_key")))
-    .values(content_hash=bindparam("b_hash"), hash_version=bindparam("b_hash_version"))
+    .values(
+        content_hash=bindparam("b_hash"),
+        hash_version=bindparam("b_hash_version"),
+        field_hashes=bindparam("b_fields"),
+    )
 )
 
 
@@ -137,7 +144,7 @@ def _rehash_items(conn: Connection, source_id: str, rehashes: Sequence[Decision]
     """Items hashed by an older recipe take the new hash silently (issue #10)."""
     rows = [
         {"b_source": source_id, "b_key": d.entry.key, "b_hash": d.entry.content_hash,
-         "b_hash_version": d.hash_version}
+         "b_hash_version": d.hash_version, "b_fields": d.field_hashes}
         for d in rehashes
     ]  # fmt: skip
     if rows:
@@ -235,6 +242,12 @@ def _outcomes(
                     "entry_id": entry_id,
                     "action": action.value,
                     "reason": d.reason,
+                    # For ``explain`` (issue #14): the rule, the fields changed, and what the
+                    # entry was called (a dropped entry is stored nowhere else).
+                    "rule": d.rule,
+                    "fields": ",".join(d.fields) or None,
+                    "title": d.entry.title,
+                    "link": d.entry.link,
                 }
             )
     result = StoreResult(
@@ -244,5 +257,6 @@ def _outcomes(
         unchanged=counts[Action.UNCHANGED] + counts[Action.REHASH],  # not an update to report
         merged=counts[Action.MERGE],
         filtered=counts[Action.FILTERED],
+        dropped=counts[Action.DROPPED],
     )
     return log, result

@@ -1,0 +1,90 @@
+"""`aggregator explain`, `sources show`'s history, and how long they look back (issue #14).
+
+An outer shell over the store's read side: ``explain`` finds the entries a query names and
+tells each one's story, with its place in every configured output; ``HistoryPruner`` forgets
+the polls and verdicts older than ``[explain] keep_days`` at a quiet moment of the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from .config import Config
+from .errors import StoreError
+from .story import PollLog, Story
+
+if TYPE_CHECKING:
+    from .store import SqlStore, Store
+
+log = logging.getLogger(__name__)
+
+MAX_STORIES = 20  # entries a query may name; the newest are told
+FORGET_EVERY = timedelta(hours=1)  # the history is pruned at most this often
+
+
+def explain(
+    config: Config, store: SqlStore, query: str, *, limit: int = MAX_STORIES
+) -> tuple[Story, ...]:
+    """The stories of the entries ``query`` names (stored ones newest first, then those never
+    stored), each with its place in every configured output."""
+    from .store.stories import entry_story, find_entries, find_unstored, place_in, unstored_story
+
+    outputs = [
+        (spec.name, [s.id for s in config.sources if spec.selects(s)], spec.limit)
+        for spec in config.outputs
+    ]
+    stories: list[Story] = []
+    with store._read() as conn:
+        for entry_id in find_entries(conn, query, limit=limit):
+            story = entry_story(conn, entry_id)
+            if story is None:  # deleted between the two reads
+                continue
+            places = tuple(
+                place_in(conn, story, output=name, source_ids=ids, limit=size)
+                for name, ids, size in outputs
+            )
+            stories.append(replace(story, outputs=places))
+        for source_id, key in find_unstored(conn, query, limit=max(0, limit - len(stories))):
+            stories.append(unstored_story(conn, source_id, key))
+    return tuple(stories)
+
+
+def recent_polls(store: SqlStore, source_id: str, *, limit: int = 10) -> tuple[PollLog, ...]:
+    """The source's last ``limit`` polls, newest first (``sources show``)."""
+    from .store.history import recent_polls as read
+
+    with store._read() as conn:
+        return read(conn, source_id, limit=limit)
+
+
+@dataclass
+class HistoryPruner:
+    """Forgets the history older than ``[explain] keep_days``: after a tick that stored nothing
+    new (a quiet moment) once ``FORGET_EVERY`` has passed, or after any tick once twice that
+    has passed. The first quiet tick after a start prunes too."""
+
+    last_at: datetime | None = None
+
+    def due(self, now: datetime, *, quiet: bool) -> bool:
+        if self.last_at is None:
+            return quiet
+        waited = now - self.last_at
+        return waited >= 2 * FORGET_EVERY or (quiet and waited >= FORGET_EVERY)
+
+    def maybe_forget(self, store: Store, config: Config, now: datetime, *, quiet: bool) -> None:
+        if not self.due(now, quiet=quiet):
+            return
+        self.last_at = now
+        before = now - timedelta(days=config.explain.keep_days)
+        try:
+            with store.transaction() as tx:
+                polls, verdicts = tx.forget_history(before)
+        except StoreError as exc:  # tried again at the next quiet moment
+            log.error("could not prune the history kept for explain: %s", exc)
+            return
+        if polls or verdicts:
+            log.info("history pruned polls=%d decisions=%d before=%s", polls, verdicts,
+                     before.strftime("%Y-%m-%dT%H:%M:%SZ"))  # fmt: skip
