@@ -28,7 +28,7 @@ from .metrics import Metrics
 from .prune import QuietPruner
 from .render.status import DaemonStatus, StatusReport, due_now, source_rows
 from .report import TickReport
-from .scheduler import build_scheduler
+from .scheduler import Replay, build_scheduler
 from .serve import OutputServer, start_server
 from .store import Store
 from .systemd import Notifier
@@ -49,11 +49,12 @@ class Daemon:
     metrics: Metrics
     notifier: Notifier
     offline: bool = False
+    replay: Replay | None = None  # `run --replay DIR`: each tick plays a recorded round (#14)
     load: Callable[[Path], Config] = load_config
 
     def __post_init__(self) -> None:
         self.scheduler = build_scheduler(
-            self.config, self.store, metrics=self.metrics, offline=self.offline
+            self.config, self.store, metrics=self.metrics, offline=self.offline, replay=self.replay
         )
         self.scheduler.on_tick = self._ticked
         self.scheduler.pruner = QuietPruner()  # retention at a quiet moment (issue #15)

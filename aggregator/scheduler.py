@@ -14,17 +14,18 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
 from . import USER_AGENT
 from .config import Config, SourceConfig
 from .errors import RenderError, StoreError
+from .explain import HistoryPruner
 from .fetch import Http, make_http
 from .metrics import Metrics
 from .pipeline import Fetcher
@@ -46,6 +47,18 @@ T = TypeVar("T")
 __all__ = ["POOL_MIN_SOURCES", "Scheduler", "TickReport", "build_scheduler", "run_once"]
 
 
+class Replay(Protocol):
+    """A recording played back instead of the network (``replay.Replayer``, issue #14)."""
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport: ...
+    def clock(self) -> datetime:
+        """The time the round now playing was recorded at."""
+
+    def advance(self) -> frozenset[str]:
+        """Play the next round; return the sources it polled (none once all are played)."""
+
+
 @dataclass
 class Scheduler:
     """Owns the current config and runs ticks; ``reload`` swaps the config between ticks."""
@@ -54,6 +67,8 @@ class Scheduler:
     store: Store
     metrics: Metrics
     offline: bool = False
+    ordered: bool = False  # one poll at a time, in config order: as offline, for replays
+    replay: Replay | None = None  # a recording played back: each tick plays its next round
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     transport: httpx.AsyncBaseTransport | None = None  # tests inject a MockTransport
     parse_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -71,6 +86,7 @@ class Scheduler:
     _workers: ParseWorkers | None = None
     _hosts: dict[str, str] = field(default_factory=dict)  # URL -> host, kept across ticks
     pruner: QuietPruner | None = None  # the daemon's: retention at a quiet moment (issue #15)
+    history: HistoryPruner = field(default_factory=HistoryPruner)  # [explain] keep_days (#14)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -126,15 +142,19 @@ class Scheduler:
 
     # -- the tick ---------------------------------------------------------------------------------
 
-    def tick(self, *, force: bool = False) -> TickReport:
+    def tick(self, *, force: bool = False, only: Collection[str] | None = None) -> TickReport:
         """Poll every due source once (with ``force`` also those not yet due, but never one that
-        is gone or waiting out a Retry-After); render if anything changed."""
+        is gone or waiting out a Retry-After; with ``only``, none but these); render if anything
+        changed. A replay's tick plays the recording's next round, at the time it was made."""
         with self._lock:
+            if self.replay is not None:  # the round's sources, as the recording polled them
+                only, force = self.replay.advance(), True
             config, now, started = self.config, self.clock(), time.monotonic()
-            report = replace(self._tick(config, now, force),
+            report = replace(self._tick(config, now, force, only),
                              duration_s=time.monotonic() - started)  # fmt: skip
             self.last_tick_at = now
             self._maybe_prune(config, now, quiet=not (report.new or report.updated))
+            self.history.maybe_forget(self.store, config, now, quiet=not report.new)
         self.metrics.ticks.inc()
         self.metrics.last_tick.set(time.time())
         self.metrics.sources_failing.set(self.failing_sources())
@@ -156,8 +176,10 @@ class Scheduler:
         if pruned.items:
             self._render_due = not _Publisher(self, config).publish()
 
-    def _tick(self, config: Config, now: datetime, force: bool) -> TickReport:
-        order, states = self._due(config, now, force)
+    def _tick(
+        self, config: Config, now: datetime, force: bool, only: Collection[str] | None
+    ) -> TickReport:
+        order, states = self._due(config, now, force, only)
         publisher = _Publisher(self, config)
         outcomes: Sequence[PollOutcome] = ()
         abandoned = 0
@@ -169,13 +191,13 @@ class Scheduler:
                           render_error=publisher.error)  # fmt: skip
 
     def _due(
-        self, config: Config, now: datetime, force: bool
+        self, config: Config, now: datetime, force: bool, only: Collection[str] | None = None
     ) -> tuple[list[SourceConfig], dict[str, PollState]]:
         """The sources to poll, in the order to start them, and their stored poll state."""
-        enabled = {s.id: s for s in config.enabled_sources}
+        enabled = {s.id: s for s in config.enabled_sources if only is None or s.id in only}
         states = self.store.due_states(now, among=list(enabled), force=force)
         due = [s for i, s in enabled.items() if i in states]  # config order
-        if self.offline:  # no hosts to spare; and fixture runs stay in config order (goldens)
+        if self.offline or self.ordered:  # fixture runs and replays stay in config order
             return due, states
         return interleave_by_host([(self._host(s, states.get(s.id)), s) for s in due]), states
 
@@ -204,7 +226,7 @@ class Scheduler:
         # large tick up in memory ahead of the parsers).
         size = run.parse_workers.size if run.parse_workers else 1
         pending = max(2 * config.poll.max_concurrency, 4 * size)
-        workers = 1 if self.offline else config.poll.max_concurrency + pending
+        workers = 1 if self.offline or self.ordered else config.poll.max_concurrency + pending
         polls = run.run(order, states, workers=workers, stopping=self._stopping,
                         drain_s=self.drain_s)  # fmt: skip
         future = _submit(loop, polls)
@@ -237,6 +259,7 @@ class Scheduler:
             per_host=poll.per_host,
             parse_workers=self._parse_workers(len(order)),
             max_entries=poll.max_entries_per_feed,
+            explain=config.explain.keep_days > 0,
             hosts={s.id: self._host(s, states.get(s.id)) for s in order},
             on_outcome=self._observe,
             deadline=self._deadline(),
@@ -249,7 +272,7 @@ class Scheduler:
 
     def _parse_workers(self, due: int) -> ParseWorkers | None:
         """The worker processes, for a large tick (or once they run), unless offline."""
-        if self.offline or self.parse_workers <= 1:
+        if self.offline or self.ordered or self.parse_workers <= 1:
             return None
         if self._workers is None:
             if due < POOL_MIN_SOURCES:
@@ -263,16 +286,9 @@ class Scheduler:
         return self._loop
 
     def _make_http(self) -> Http:
-        poll = self.config.poll
         if self.transport is not None:
             return Http(self.transport, user_agent=USER_AGENT)
-        return make_http(
-            user_agent=USER_AGENT,
-            connect_timeout_s=poll.connect_timeout_s,
-            read_timeout_s=poll.read_timeout_s,
-            max_connections=poll.max_concurrency,
-            policy=self.config.fetch,
-        )
+        return network_http(self.config)
 
     def _observe(self, outcome: PollOutcome) -> None:
         self.metrics.observe_poll(outcome)
@@ -311,6 +327,19 @@ class _Publisher:
         return True
 
 
+def network_http(config: Config) -> Http:
+    """The daemon's client (``fetch.make_http``) as ``[poll]`` and ``[fetch]`` configure it;
+    create it inside the event loop that uses it."""
+    poll = config.poll
+    return make_http(
+        user_agent=USER_AGENT,
+        connect_timeout_s=poll.connect_timeout_s,
+        read_timeout_s=poll.read_timeout_s,
+        max_connections=poll.max_concurrency,
+        policy=config.fetch,
+    )
+
+
 def _submit(loop: FetchLoop, coro: Coroutine[Any, Any, T]) -> Future[T]:
     """Run ``coro`` on the fetch loop; its result comes back through the future."""
     return asyncio.run_coroutine_threadsafe(coro, loop.loop)
@@ -325,11 +354,16 @@ def build_scheduler(
     clock: Callable[[], datetime] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     on_progress: Callable[[], None] | None = None,
+    replay: Replay | None = None,
 ) -> Scheduler:
     """A scheduler that builds its own HTTP client from ``[poll]`` (none when offline);
-    ``on_progress`` is called after each poll (`aggregator once` draws its progress bar)."""
+    ``on_progress`` is called after each poll (`aggregator once` draws its progress bar).
+    ``replay``: play a recording back (its responses, its clock, config order) instead."""
+    if replay is not None:
+        transport, clock = replay.transport, replay.clock
     scheduler = Scheduler(config, store, metrics or Metrics(), offline=offline, transport=transport,
-                          on_progress=on_progress)  # fmt: skip
+                          on_progress=on_progress, ordered=replay is not None,
+                          replay=replay)  # fmt: skip
     if config.poll.parse_workers:
         scheduler.parse_workers = config.poll.parse_workers
     scheduler.tick_deadline_s = config.poll.tick_deadline_s
