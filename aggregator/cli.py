@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .cli_explain import add_parsers as add_explain_parsers
 from .config import DEFAULT_PATH, Config, load_config
 from .errors import AggregatorError, ConfigError
 
@@ -52,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     once = sub.add_parser("once", help="poll the due sources now, store, render, exit")
     once.add_argument("--offline", action="store_true", help="read each source's fixture")
     once.add_argument(
+        "--replay", type=Path, metavar="DIR", help="play a recording's rounds (`record`) back"
+    )
+    once.add_argument(
         "--force",
         action="store_true",
         help="also poll sources not yet due (never one that is gone or told to wait)",
@@ -62,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--dry-run", action="store_true", help="only report what would go")
     _sources_parser(sub)
+    add_explain_parsers(sub)
     opml_in = sub.add_parser(
         "import-opml", help="add the feeds of an OPML file (as feed readers export them)"
     )
@@ -75,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run = sub.add_parser("run", help="run the daemon: poll on schedule, serve the outputs")
     run.add_argument("--offline", action="store_true", help="poll each source's fixture")
+    run.add_argument(
+        "--replay", type=Path, metavar="DIR", help="each tick plays a recording's next round"
+    )
     return parser
 
 
@@ -196,15 +204,18 @@ def _cmd_prune(config: Config, *, dry_run: bool) -> int:
     return 0
 
 
-def _cmd_run(config: Config, offline: bool) -> int:
+def _cmd_run(config: Config, offline: bool, replay: Path | None = None) -> int:
     from .daemon import Daemon, run_daemon  # APScheduler and the server: only for the daemon
     from .metrics import Metrics
+    from .recording import load_recording
+    from .replay import Replayer
     from .store import open_store
     from .systemd import Notifier
 
+    replayer = Replayer(load_recording(replay)) if replay is not None else None
     store = open_store(config.storage.url)
     notifier = Notifier()
-    daemon = Daemon(config, store, Metrics(), notifier, offline=offline)
+    daemon = Daemon(config, store, Metrics(), notifier, offline=offline, replay=replayer)
     try:
         return run_daemon(daemon)
     finally:
@@ -222,17 +233,27 @@ def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "check":
         return _cmd_check(config)
+    if command in ("once", "run") and args.replay is not None and args.offline:
+        raise ConfigError(["--replay and --offline: choose one"], path=str(path))
+    if command == "once" and args.replay is not None:
+        from .cli_explain import cmd_once_replay
+
+        return cmd_once_replay(config, args.replay)
     if command == "once":
         return _cmd_once(config, offline=args.offline, force=args.force)
     if command == "render":
         return _cmd_render(config)
     if command == "prune":
         return _cmd_prune(config, dry_run=args.dry_run)
+    if command in ("record", "explain"):
+        from .cli_explain import run_command as run_explain
+
+        return run_explain(config, args)
     if command in ("sources", "import-opml", "export-opml"):
         from .cli_sources import run_command
 
         return run_command(config, path, args)
-    return _cmd_run(config, args.offline)
+    return _cmd_run(config, args.offline, args.replay)
 
 
 def _exit_status(exc: AggregatorError) -> int:

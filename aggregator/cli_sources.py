@@ -87,10 +87,16 @@ def cmd_sources_show(config: Config, source_id: str, *, as_json: bool) -> int:
         raise UsageError(
             f"no source {source_id!r} in {config.path} or the database (known: {known})"
         )
+    from .cli_explain import recent_polls
+    from .story import format_polls, poll_json
+
+    polls = recent_polls(config, source_id)  # with its history (issue #14)
     if as_json:
-        _print_json(views[source_id].as_json())
+        _print_json(views[source_id].as_json() | {"history": [poll_json(p) for p in polls]})
     else:
         print(format_details(views[source_id]))
+        print()
+        print(format_polls(polls))
     return 0
 
 

@@ -65,8 +65,10 @@ def test_list_show_and_json_after_a_poll(cfg: Path, capsys: pytest.CaptureFixtur
 
     code, out, _ = run(cfg, capsys, "sources", "show", "daringfireball")
     assert code == 0
-    lines = dict(line.split(":", 1) for line in out.splitlines())
+    details, history = out.split("\n\n", 1)  # the details, then the recent polls (#14)
+    lines = dict(line.split(":", 1) for line in details.splitlines())
     assert lines["status"].strip() == "ok (HTTP 200)"
+    assert history.startswith("recent polls (newest first):") and " ok HTTP 200 " in history
     assert lines["next check"].strip().endswith(f"({fireball['next_check_why']})")
     assert lines["group"].strip() == "tech"
     code, out, _ = run(cfg, capsys, "sources", "show", "reuters-broken", "--json")
