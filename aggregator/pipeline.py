@@ -11,27 +11,29 @@ stops a tick); anything else propagates to the scheduler.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 from time import perf_counter  # durations of requests, not time of day
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from .config import DedupConfig, SourceConfig
 from .errors import FetchError, SourceError
 from .fetch import MAX_BYTES, Http, fetch, freshness_s, read_fixture
 from .filters import screen
+from .fulltext import with_full_text
 from .prepare import Prepared
 from .process import decide
 from .schedule import Planner
 from .store import Transaction
-from .types import FeedHints, Fetched, PollOutcome, PollRecord, PollState
+from .types import Entry, FeedHints, Fetched, Known, PollOutcome, PollRecord, PollState
 
 log = logging.getLogger(__name__)
 
 Write = Callable[[Transaction], PollOutcome]  # one poll's writes, run in a unit of work
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,16 @@ class PollContext(Protocol):
     def record(self, record: PollRecord) -> None:
         """Write the bookkeeping of a poll that stored no entries (batched, later)."""
 
+    # For sources with full text (``fulltext.PageContext``, issue #15):
+    def page_slot(self, url: str) -> AbstractAsyncContextManager[None]:
+        """Held while a page is fetched: the tick's global cap and the page host's."""
+
+    async def lookup(self, source_id: str, entries: Sequence[Entry]) -> Known:
+        """What the store holds of ``entries`` now (``Transaction.known``)."""
+
+    async def offload(self, work: Callable[[], T]) -> T:
+        """Run CPU-bound ``work`` (an extraction) off the event loop."""
+
 
 async def poll_source(
     source: SourceConfig, state: PollState | None, ctx: PollContext
@@ -87,6 +99,8 @@ async def poll_source(
     except SourceError as exc:
         failure = failed(ctx.planner, source, state, exc, started=started, http=fetched.status)
         return _recorded(ctx, *failure)
+    if source.full_text:  # the articles of what this poll adds or updates (issue #15)
+        prepared = await with_full_text(source, prepared, ctx)
     outcome = await ctx.store(
         partial(store_entries, ctx.planner, ctx.dedup, source, fetched, prepared, started=started)
     )

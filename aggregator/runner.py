@@ -19,6 +19,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from .config import DedupConfig, SourceConfig
@@ -28,10 +29,11 @@ from .pipeline import Fetcher, Write, failed, logged, poll_source
 from .prepare import MAX_ENTRIES, Prepared, prepare
 from .schedule import Planner
 from .store import Store
-from .types import Fetched, PollOutcome, PollRecord, PollState
+from .types import Entry, Fetched, Known, PollOutcome, PollRecord, PollState
 from .workers import ParseWorkers
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STORE_BATCH = 64  # at most this many polls' writes per unit of work
 # Records of polls that stored nothing, written this many at a time (and at the end of the
@@ -111,11 +113,21 @@ class Bookkeeping:
 
 
 @dataclass(frozen=True, slots=True)
+class Lookup:
+    """What the store holds of one poll's entries (for full text, issue #15), sent back to
+    ``done`` on the loop."""
+
+    source_id: str
+    entries: tuple[Entry, ...]
+    done: asyncio.Future[Known]
+
+
+@dataclass(frozen=True, slots=True)
 class PollsDone:
     """The loop's last message of a tick."""
 
 
-Message = StoreJob | Bookkeeping | PollsDone
+Message = StoreJob | Bookkeeping | Lookup | PollsDone
 
 
 # -- the loop's side ------------------------------------------------------------------------------
@@ -227,6 +239,17 @@ class TickRun:
             self._send(Bookkeeping(tuple(self._records)))
             self._records.clear()
 
+    def page_slot(self, url: str) -> _Slot:
+        return _Slot(self, host_of(url))
+
+    async def lookup(self, source_id: str, entries: Sequence[Entry]) -> Known:
+        done: asyncio.Future[Known] = asyncio.get_running_loop().create_future()
+        self._send(Lookup(source_id, tuple(entries), done))
+        return await done
+
+    async def offload(self, work: Callable[[], T]) -> T:
+        return await asyncio.to_thread(work)
+
     # -- running ----------------------------------------------------------------------------------
 
     def _send(self, message: Message) -> None:
@@ -321,7 +344,7 @@ async def _drain(
 # -- the storing thread's side --------------------------------------------------------------------
 
 
-def _settle(results: list[tuple[asyncio.Future[PollOutcome], PollOutcome | BaseException]]) -> None:
+def _settle(results: list[tuple[asyncio.Future[T], T | BaseException]]) -> None:
     for done, result in results:
         if done.done():  # its poll was cancelled (stopping): the write stands all the same
             continue
@@ -353,6 +376,7 @@ class Writer:
             for m in messages:
                 if isinstance(m, Bookkeeping):
                     self._bookkeeping(m.records)
+            self._lookup([m for m in messages if isinstance(m, Lookup)])
             for start in range(0, len(jobs), STORE_BATCH):
                 self._store(jobs[start : start + STORE_BATCH])
             finished = any(isinstance(m, PollsDone) for m in messages)
@@ -377,6 +401,21 @@ class Writer:
         )
         self.loop.call_soon_threadsafe(
             _settle, [(j.done, o) for j, o in zip(jobs, outcomes, strict=True)]
+        )
+
+    def _lookup(self, lookups: list[Lookup]) -> None:
+        """Read what the store holds for each lookup (one read, no writes)."""
+        if not lookups:
+            return
+        try:
+            with self.store.transaction() as tx:
+                found: list[Known | BaseException] = [
+                    tx.known(job.source_id, job.entries) for job in lookups
+                ]
+        except StoreError as exc:  # each poll fails alone, as with its write
+            found = [exc] * len(lookups)
+        self.loop.call_soon_threadsafe(
+            _settle, [(job.done, result) for job, result in zip(lookups, found, strict=True)]
         )
 
     def _bookkeeping(self, records: Sequence[PollRecord]) -> None:

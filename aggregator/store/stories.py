@@ -6,7 +6,8 @@ A query is an entry's number (the "entry N" of merge reasons), its uid (``urn:uu
 the bare UUID), a key (``guid:...``, ``link:...``, ``hash:...``), a link (any spelling that
 normalises to the entry's), or a fragment of a title: compared case-folded and without
 punctuation against the stored comparison form of titles (so CJK text, which has no spaces,
-matches inside a run of characters), and as typed against the display title.
+matches inside a run of characters), and as typed against the display title and the titles
+each source gave its copy (kept with the verdicts).
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ def _entry_match(query: str) -> ColumnElement[bool]:
         carried = select(ITEMS.c.entry_id).where(ITEMS.c.link == query)
         norm = normalise_link(query)
         return or_(ENTRIES.c.link == query, ENTRIES.c.norm_link == norm, ENTRIES.c.id.in_(carried))
-    matches = [ENTRIES.c.title.icontains(query, autoescape=True)]
+    # The title a source gave its copy (a merged entry shows its primary source's): as kept
+    # with each verdict.
+    called = select(DECISIONS.c.entry_id).where(DECISIONS.c.title.icontains(query, autoescape=True))
+    matches = [ENTRIES.c.title.icontains(query, autoescape=True), ENTRIES.c.id.in_(called)]
     if norm_title := normalise_title(query):
         matches.append(ENTRIES.c.norm_title.contains(norm_title, autoescape=True))
     return or_(*matches)
