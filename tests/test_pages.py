@@ -14,6 +14,7 @@ import pytest
 from lxml import etree, html
 
 from aggregator.config import load_config
+from aggregator.errors import ConfigError
 from aggregator.publish import build_site, render_outputs
 from aggregator.render.html import absolute_time, http_url, relative_time, render_page
 from aggregator.render.pages import group_slugs
@@ -240,3 +241,16 @@ def test_stored_text_is_escaped_and_stored_html_never_shown(site: SiteKit) -> No
     assert "javascript:" not in raw and "<img src=x" not in raw
     assert "STORED-CONTENT" not in raw
     assert 'href="None"' not in raw and '<span class="source">&lt;i&gt;' in raw
+
+
+def test_config_reserves_index_and_checks_the_new_output_keys(tmp_path: Path) -> None:
+    kit = SiteKit(tmp_path)
+    kit.feed("a", "A", items("a", 1))
+    kit.write_config([("a", None)], output='websub_hub = "ftp://hub"\narchive_page_size = -1',
+                     outputs='[[outputs]]\nname = "index"\n')  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "aggregator.toml")
+    problems = "\n".join(caught.value.problems)
+    assert "outputs[0].name: 'index' is reserved for the river page (index.html)" in problems
+    assert "output.websub_hub: must be an http(s) URL" in problems
+    assert "output.archive_page_size: must be a whole number, 0 or more" in problems
