@@ -17,12 +17,14 @@ Every request past the source's configured host carries the configured URL (the 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urljoin
 
+import brotli  # type: ignore[import-untyped]  # (no type hints shipped)
 import httpx
 from aiohttp.abc import AbstractResolver
 
@@ -103,17 +105,72 @@ def _http_date(value: str | None) -> datetime | None:
 
 
 async def _read_capped(source_id: str, response: httpx.Response, max_bytes: int) -> bytes:
+    """The body, decoded (gzip, deflate, br) and capped at ``max_bytes`` of DECODED bytes.
+
+    Decoded here, not by httpx: its decoders inflate a whole network chunk at once, so a few KB
+    of brotli could become gigabytes before any cap is checked. Ours never produce more than
+    the room left under the cap (zlib's ``max_length``, brotli's ``output_buffer_limit``).
+    """
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise FetchError(source_id, f"body of {declared} bytes is over the {max_bytes}-byte cap")
+    if response.is_stream_consumed:  # built whole in memory, already decoded (MockTransport)
+        return _capped(source_id, response.content, max_bytes)
+    decoders = [_decoder(e) for e in response.headers.get("content-encoding", "").split(",")]
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():  # decoded bytes: the cap holds after gzip too
-        size += len(chunk)
-        if size > max_bytes:
-            raise FetchError(source_id, f"body is over the {max_bytes}-byte cap (decoded)")
-        chunks.append(chunk)
+    try:
+        async for raw in response.aiter_raw():
+            chunk = raw
+            for decode in reversed(decoders):  # the last encoding applied comes off first
+                chunk = decode(chunk, max_bytes - size + 1)
+            size += len(chunk)
+            if size > max_bytes:
+                raise FetchError(source_id, f"body is over the {max_bytes}-byte cap (decoded)")
+            chunks.append(chunk)
+    except (zlib.error, brotli.error) as exc:
+        raise FetchError(source_id, f"cannot decode the body: {exc}") from exc
     return b"".join(chunks)
+
+
+def _capped(source_id: str, body: bytes, max_bytes: int) -> bytes:
+    if len(body) > max_bytes:
+        raise FetchError(source_id, f"body is over the {max_bytes}-byte cap (decoded)")
+    return body
+
+
+Decode = Callable[[bytes, int], bytes]  # (input, at most this many bytes out) -> output
+
+
+def _decoder(encoding: str) -> Decode:
+    """A bounded decoder for one Content-Encoding (identity for what we did not ask for)."""
+    name = encoding.strip().lower()
+    if name in ("gzip", "x-gzip"):
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        return lambda data, limit: inflate.decompress(data, limit)
+    if name == "deflate":
+        return _Deflate()
+    if name == "br":
+        unbrotli = brotli.Decompressor()
+        return lambda data, limit: unbrotli.process(data, output_buffer_limit=limit)
+    return lambda data, limit: data
+
+
+class _Deflate:
+    """ "deflate" as servers send it: zlib-wrapped (RFC 9110), or raw as some send it."""
+
+    def __init__(self) -> None:
+        self._inflate = zlib.decompressobj()
+        self._first = True
+
+    def __call__(self, data: bytes, limit: int) -> bytes:
+        if self._first:
+            self._first = False
+            try:
+                return self._inflate.decompress(data, limit)
+            except zlib.error:
+                self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        return self._inflate.decompress(data, limit)
 
 
 def header_dict(response: httpx.Response) -> dict[str, str]:
@@ -262,6 +319,7 @@ async def _fetch(
 ) -> Fetched:
     permanent: str | None = None  # where the feed now lives, if every hop so far was permanent
     all_permanent = True
+    hops: list[str] = []  # "301 https://...": for ``sources show`` (issue #14)
     current = url
     for _ in range(MAX_REDIRECTS + 1):
         _check_scheme(source_id, current)
@@ -272,11 +330,13 @@ async def _fetch(
                 target = urljoin(current, resp.headers.get("location", ""))
                 all_permanent = all_permanent and resp.status_code in (301, 308)
                 permanent = target if all_permanent else None
+                hops.append(f"{resp.status_code} {target}")
                 current = target
                 continue
             if resp.status_code == 304:
                 return Fetched(source_id, current, 304, None, header_dict(resp), etag,
-                               last_modified, permanent_url=permanent)  # fmt: skip
+                               last_modified, permanent_url=permanent,
+                               redirects=tuple(hops))  # fmt: skip
             if resp.status_code != 200:
                 raise _error_for(source_id, resp)
             body = await _read_capped(source_id, resp, max_bytes)
@@ -286,6 +346,7 @@ async def _fetch(
             return Fetched(
                 source_id, current, 200, body, headers, etag=new_etag,
                 last_modified=new_modified, body_hash=body_hash(body), permanent_url=permanent,
+                redirects=tuple(hops),
             )  # fmt: skip
         finally:
             await resp.aclose()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 
 from .parse import parse_document, parse_posts
 from .process import html_to_text, normalise_entries
+from .process.links import absolutise
 from .types import Entry, FeedHints, Fetched, ParsedEntry, ParsedFeed
 
 
@@ -63,10 +64,19 @@ def split_newest(feed: ParsedFeed, limit: int) -> tuple[ParsedFeed, tuple[Parsed
                    warnings=(*feed.warnings, warning)), dropped  # fmt: skip
 
 
+def _web_link(feed: ParsedFeed, url: str) -> ParsedFeed:
+    """The feed's own link, absolute, if it is an http(s) one: it reaches every output (Atom's
+    ``atom:source``) and is the base of relative URLs; a ``javascript:`` link is dropped."""
+    link = absolutise(feed.link, url) if feed.link else None
+    if link and not link.startswith(("http://", "https://")):
+        link = None
+    return feed if link == feed.link else replace(feed, link=link)
+
+
 def prepare(fetched: Fetched, max_entries: int = MAX_ENTRIES) -> Prepared:
     """Parse and normalise one fetched document (its ``max_entries`` newest entries). Pure (no
     I/O, no clock): runs in workers."""
-    feed, over = split_newest(_parse(fetched), max_entries)
+    feed, over = split_newest(_web_link(_parse(fetched), fetched.url), max_entries)
     entries, warnings = normalise_entries(feed, source_id=fetched.source_id, feed_url=fetched.url)
     dropped: tuple[Entry, ...] = ()
     if over:

@@ -249,3 +249,39 @@ def test_header_dict_is_httpx_items(raw: list[tuple[bytes, bytes]]) -> None:
     response = httpx.Response(200, headers=raw)
     assert header_dict(response) == dict(response.headers.items())
     assert list(header_dict(response)) == [k for k, _ in response.headers.items()]
+
+
+class _Chunks(httpx.AsyncByteStream):
+    def __init__(self, data: bytes, size: int = 7) -> None:
+        self._parts = [data[i : i + size] for i in range(0, len(data), size)]
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        for part in self._parts:
+            yield part
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "deflate-raw", "br", "gzip, br"])
+def test_bodies_are_decoded_bounded_and_equal_to_the_plain_decoding(encoding: str) -> None:
+    import zlib
+
+    import brotli  # type: ignore[import-untyped]
+
+    plain = FEED * 20
+    encode = {
+        "gzip": gzip.compress,
+        "deflate": zlib.compress,
+        "deflate-raw": lambda b: zlib.compress(b)[2:-4],  # what some servers send as "deflate"
+        "br": brotli.compress,
+        "gzip, br": lambda b: brotli.compress(gzip.compress(b)),
+    }[encoding]
+    header = "deflate" if encoding == "deflate-raw" else encoding
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Encoding": header},
+                              stream=_Chunks(encode(plain)))  # fmt: skip
+
+    http = Http(httpx.MockTransport(handler), user_agent="ua")
+    got = asyncio.run(afetch(http, "s", "https://a.example/f"))
+    assert got.body == plain
+    with pytest.raises(FetchError, match="cap"):
+        asyncio.run(afetch(http, "s", "https://a.example/f", max_bytes=len(plain) - 1))

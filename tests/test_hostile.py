@@ -222,9 +222,6 @@ def deep_polled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Polled]:
 # every element fastxml does not know costs feedparser ~40-80 us (mixin.unknown_starttag/pop,
 # make_safe_absolute_uri), deep or flat, so 100k of them (700 KB) take 4-8 s, and the 10 MB a
 # body may be would take minutes. Nothing bounds the elements or the time before feedparser.
-@pytest.mark.xfail(
-    strict=True, reason="bug: 100k nested elements take 4-8 s to parse (feedparser, unbounded)"
-)
 def test_100k_deep_xml_fails_or_parses_quickly(deep_polled: Polled) -> None:
     assert deep_polled["deep"].status in ("ok", "failed")
     assert "internal error" not in (deep_polled["deep"].error or "")
@@ -236,10 +233,6 @@ def test_100k_deep_xml_fails_or_parses_quickly(deep_polled: Polled) -> None:
 # on the fetch loop: while the deep document is parsed no response is read and every request in
 # flight passes its total deadline, so an honest neighbour on another host fails "total
 # timeout" (and that host is given up for the rest of the tick).
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: inline prepare blocks the fetch loop; an honest neighbour fails 'total timeout'",
-)
 def test_a_document_slow_to_parse_does_not_time_out_its_neighbours(deep_polled: Polled) -> None:
     assert deep_polled["neighbour"].status == "ok", deep_polled["neighbour"].error
     assert deep_polled["control"].status == "ok", deep_polled["control"].error
@@ -267,9 +260,6 @@ def test_compression_bombs_are_refused_at_the_decoded_cap(
 # is 64 MB in one call (a few KB would be gigabytes, and the process killed). Measured as the
 # peak of Python's allocations (tracemalloc) during the poll, with a 1 MB cap: a plain poll
 # peaks at ~3 MB, these at 45 MB (gzip, deflate: the 16 MB bomb in one piece) and 64 MB (br).
-@pytest.mark.xfail(
-    strict=True, reason="bug: a compressed body is decoded a whole chunk at a time, unbounded"
-)
 @pytest.mark.parametrize(
     "path", ["/transport/gzip-bomb", "/transport/deflate-bomb", "/transport/brotli-bomb"]
 )
@@ -458,9 +448,6 @@ def test_invalid_utf8_bytes_do_not_garble_the_rest(poller: Poller, server: Hosti
 # _charset._mostly_utf8 wants 20 valid ones per invalid one (_UTF8_VALID_PER_ERROR); at 16 the
 # document goes to charset-normalizer, which picks mac-greek: every non-ASCII character of the
 # feed, the 192 good ones included, is stored and served as mojibake ("GrÎŸÎ¦Îue").
-@pytest.mark.xfail(
-    strict=True, reason="bug: 12 bad bytes among 192 good UTF-8 characters: read as mac-greek"
-)
 def test_more_invalid_utf8_bytes_still_do_not_garble_the_rest(
     poller: Poller, server: HostileServer
 ) -> None:
@@ -637,9 +624,6 @@ def test_entry_urls_in_every_output_are_http(xss_outputs: dict[str, bytes]) -> N
 # Guard (missing): the feed's own link (RSS channel <link>, Atom alternate link, JSON Feed
 # home_page_url) is stored as the source's feed_link without a scheme check
 # (prepare.prepare: link=feed.link) and served as atom:source/link[@rel="alternate"]/@href.
-@pytest.mark.xfail(
-    strict=True, reason="bug: a feed's javascript: link reaches atom:source/link/@href"
-)
 def test_source_urls_in_every_output_are_http(xss_outputs: dict[str, bytes]) -> None:
     urls = [u for u in output_fields(xss_outputs).source_urls if u]
     assert urls and [u for u in urls if not safe_url(u)] == []
@@ -651,10 +635,6 @@ def test_source_urls_in_every_output_are_http(xss_outputs: dict[str, bytes]) -> 
 # onerror=...>` reaches dc:creator and category in all.rss and authors/tags in all.json
 # (escaped as text, which each format's spec says they are: harmless to a reader that follows
 # the spec, executable in one that renders RSS text fields as HTML, as many do for titles).
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (defence in depth): author and category text keep <script>/<img onerror> markup",
-)
 def test_plain_text_fields_carry_no_markup(xss_outputs: dict[str, bytes]) -> None:
     text = output_fields(xss_outputs).text
     assert [t for t in text if executable_html(t)] == []

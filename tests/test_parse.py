@@ -521,3 +521,20 @@ def test_lone_surrogate_reference_is_a_parse_error_not_a_crash() -> None:
     )
     with pytest.raises(ParseError):
         parse_document(body, source_id="s")
+
+
+def test_documents_too_deep_or_too_many_elements_for_feedparser_are_refused() -> None:
+    from aggregator.parse import parse_document
+    from aggregator.parse._xml_bytes import MAX_XML_DEPTH, MAX_XML_ELEMENTS
+
+    head = b'<?xml version="1.0" encoding="iso-8859-1"?><rss version="0.91"><channel><title>t'
+    head += b"</title><item><title>x</title>"  # not UTF-8: feedparser's document, not fastxml's
+    tail = b"</item></channel></rss>"
+    deep = head + b"<x>" * (MAX_XML_DEPTH + 1) + b"</x>" * (MAX_XML_DEPTH + 1) + tail
+    with pytest.raises(ParseError, match="deeper than"):
+        parse_document(deep, source_id="s")
+    flat = head + b"<x/>" * (MAX_XML_ELEMENTS + 1) + tail
+    with pytest.raises(ParseError, match="XML elements"):
+        parse_document(flat, source_id="s")
+    cdata = head + b"<description><![CDATA[" + b"<p>" * 300_000 + b"]]></description>" + tail
+    assert parse_document(cdata, source_id="s").entries  # escaped or CDATA HTML is text

@@ -116,3 +116,33 @@ def _declared_encoding(body: bytes, headers: Mapping[str, str]) -> str | None:
         return match.group(1)
     decl = _XML_DECL_ENCODING.match(body[:1024])
     return decl.group(1).decode("ascii") if decl else None
+
+
+# feedparser spends tens of microseconds of Python on every element, deep or flat: a hostile
+# document of a few MB of empty elements would take minutes (issue #11). No feed nests deeper
+# than a few dozen levels (libxml2 stops at 256 too), and a thousand entries need far fewer
+# elements; escaped and CDATA content is text, not elements.
+MAX_XML_DEPTH = 256
+MAX_XML_ELEMENTS = 200_000
+_MARKUP = re.compile(rb"<!\[CDATA\[.*?\]\]>|<!--.*?-->|<(/?)[A-Za-z_][^>]*?(/?)>", re.S)
+
+
+def too_big_for_feedparser(body: bytes) -> str | None:
+    """Why ``body`` is refused before feedparser reads it (too deep, too many elements), or
+    None. Stops scanning at the first bound exceeded."""
+    depth = elements = 0
+    for match in _MARKUP.finditer(body):
+        closing, empty = match.group(1), match.group(2)
+        if closing is None:  # CDATA or a comment
+            continue
+        if closing:
+            depth -= 1
+            continue
+        elements += 1
+        if elements > MAX_XML_ELEMENTS:
+            return f"more than {MAX_XML_ELEMENTS} XML elements: refused"
+        if not empty:
+            depth += 1
+            if depth > MAX_XML_DEPTH:
+                return f"XML nested deeper than {MAX_XML_DEPTH} levels: refused"
+    return None

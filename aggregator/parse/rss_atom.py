@@ -29,6 +29,7 @@ from ._xml_bytes import (
     mislabelled_utf8,
     response_headers,
     strip_whitespace_before_declaration,
+    too_big_for_feedparser,
     utf16_without_bom,
 )
 
@@ -68,6 +69,9 @@ def parse_xml(
     body, http = _readable(body, response_headers(headers, url), notes)
     result = fastxml.feedparse(body, http) if fast else None
     if result is None:
+        refused = too_big_for_feedparser(body)
+        if refused is not None:
+            raise ParseError(source_id, refused)
         result = _feedparse(body, http, source_id)
     problem = _problem(result)
     transcoded = utf16_without_bom(body) if problem else None

@@ -41,7 +41,11 @@ def _enclosures(items: Sequence[Enclosure], base: str | None) -> tuple[Enclosure
 
 
 def _one_line(value: str) -> str:
-    """Plain text (``aggregator.text``) on one line, whitespace collapsed."""
+    """Plain text on one line, whitespace collapsed. Markup is read as HTML, as titles are
+    (many readers render these fields as HTML: a ``<script>`` in an author's name must not
+    reach them even escaped); text without any costs no sanitiser pass."""
+    if "<" in value or "&" in value:
+        return html_to_text(value)
     return " ".join(clean_text(value).split())
 
 
@@ -75,7 +79,7 @@ def normalise_entry(
     enclosures = _enclosures(parsed.enclosures, base)
     categories = _categories(parsed.categories)
     author = _one_line(parsed.author) if parsed.author else None
-    summary = truncate_text(text, SUMMARY_LENGTH)
+    summary = truncate_text(_one_line(text), SUMMARY_LENGTH)  # text that is markup: as titles
     norm_link = normalise_link(link)
     published = parsed.published_at or parsed.updated_at
     guid = parsed.guid.strip() if parsed.guid and parsed.guid.strip() else None
