@@ -233,7 +233,7 @@ def logged(outcome: PollOutcome) -> PollOutcome:
         return outcome
     log.log(
         level,
-        "poll source=%s status=%s http=%s new=%d updated=%d duplicate=%d duration_ms=%d%s",
+        "poll source=%s status=%s http=%s new=%d updated=%d duplicate=%d duration_ms=%d%s%s",
         outcome.source_id,
         outcome.status,
         outcome.http_status or "-",
@@ -241,6 +241,7 @@ def logged(outcome: PollOutcome) -> PollOutcome:
         r.updated,
         r.duplicate,
         round(outcome.duration_s * 1000),
+        f" filtered={r.filtered}" if r.filtered else "",  # dropped by the source's rules (#15)
         f" error={outcome.error!r}" if outcome.error else "",
     )
     for warning in outcome.warnings:

@@ -58,6 +58,8 @@ def filters(include: list[str] | None = None, exclude: list[str] | None = None) 
         ("sponsored  post", "A Sponsored\tpost", True),  # white space is white space
         ("sponsored post", "A Sponsored-post", False),
         ("ｗｅｂ３", "web3 is back", True),
+        ("*coin", "Bitcoin rallies", True),
+        ("*coin", "Coinbase lists it", False),
     ],
 )
 def test_keywords(keyword: str, title: str, hit: bool) -> None:

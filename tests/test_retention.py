@@ -4,6 +4,7 @@ the feed still carries it, merged entries that lose one copy, outputs, ``prune``
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,9 @@ def test_tombstones_expire_after_their_bound(site: Any) -> None:
     assert s.tombstones() == {}
 
 
-def test_a_dropped_entry_is_logged_once_per_rule(tmp_path: Path) -> None:
+def test_a_dropped_entry_is_logged_once_per_rule(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / "a.xml").write_bytes(rss([("crypto", T0), ("python", T0)]))
     raw: dict[str, Any] = {
         "storage": {"url": f"sqlite:///{tmp_path / 'agg.db'}"},
@@ -174,8 +177,10 @@ def test_a_dropped_entry_is_logged_once_per_rule(tmp_path: Path) -> None:
     config = parse_config(raw, path=tmp_path / "c.toml")
     store = open_store(config.storage.url)
     try:
-        first = run_once(config, store, now=T0, offline=True).outcomes[0].result
+        with caplog.at_level(logging.INFO, logger="aggregator.pipeline"):
+            first = run_once(config, store, now=T0, offline=True).outcomes[0].result
         assert (first.new, first.filtered) == (1, 1)
+        assert any("new=1 " in m and "filtered=1" in m for m in caplog.messages)
         (tmp_path / "a.xml").write_bytes(rss([("crypto", T0), ("python", T0), ("rust", T0)]))
         second = run_once(config, store, now=T0 + DAY, offline=True, force=True).outcomes[0]
         assert (second.result.new, second.result.filtered) == (1, 0)
