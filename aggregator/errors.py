@@ -37,8 +37,10 @@ class SourceError(AggregatorError):
 
     def __init__(self, source_id: str, message: str) -> None:
         self.source_id = source_id
-        self.detail = message
-        super().__init__(f"{source_id}: {message}")
+        # What a server or a document said reaches logs, terminals and pages: no control
+        # characters (a reason phrase's ESC [2J would clear an operator's screen), and short.
+        self.detail = _printable(message)
+        super().__init__(f"{source_id}: {self.detail}")
 
     def __reduce__(self) -> tuple[object, ...]:
         # Errors cross process boundaries (parse workers): rebuild from the fields, not args.
@@ -84,3 +86,11 @@ class StoreError(AggregatorError):
 
 class RenderError(AggregatorError):
     """An output could not be rendered or written."""
+
+
+MAX_DETAIL = 500  # characters of an error's detail kept (aiohttp's can quote a whole body)
+
+
+def _printable(message: str) -> str:
+    text = "".join(c if c.isprintable() or c == " " else " " for c in message)
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"

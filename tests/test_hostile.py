@@ -334,9 +334,6 @@ def test_headers_one_byte_a_second_are_cut_at_the_total_timeout(
 # prints "FAILED <error>", `sources` its "Last errors", without escaping: ESC [2J clears the
 # screen, ESC ]0; retitles the window (and other sequences do worse in some terminals). The
 # log line is safe: it writes error=%r.
-@pytest.mark.xfail(
-    strict=True, reason="bug: a reason phrase's terminal escapes are printed raw by the CLI"
-)
 def test_a_servers_words_never_reach_the_terminal_raw(
     server: HostileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
