@@ -235,4 +235,4 @@ def screen(
 
 
 def _with(d: Decision, action: Action, reason: str) -> Decision:
-    return replace(d, action=action, reason=reason)
+    return replace(d, action=action, reason=reason, rule="filter")

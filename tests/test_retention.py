@@ -125,11 +125,13 @@ def test_max_entries_keeps_the_newest_of_each_source(site: Any) -> None:
     assert report.by_source == (("a", 2),)
     assert set(s.tombstones()) == {("a", "guid:urn:story:a2"), ("a", "guid:urn:story:a3")}
     with s.store.engine.connect() as conn:
-        logged = conn.execute(select(DECISIONS.c.key, DECISIONS.c.reason)
+        logged = conn.execute(select(DECISIONS.c.key, DECISIONS.c.reason, DECISIONS.c.rule,
+                                     DECISIONS.c.title)
                               .where(DECISIONS.c.action == "pruned")).all()  # fmt: skip
+    why = "retention: beyond the newest 2 of its source"
     assert sorted(logged) == [
-        ("guid:urn:story:a2", "retention: beyond the newest 2 of its source"),
-        ("guid:urn:story:a3", "retention: beyond the newest 2 of its source"),
+        ("guid:urn:story:a2", why, "retention", "Story a2"),
+        ("guid:urn:story:a3", why, "retention", "Story a3"),
     ]
 
 
@@ -185,10 +187,10 @@ def test_a_dropped_entry_is_logged_once_per_rule(
         second = run_once(config, store, now=T0 + DAY, offline=True, force=True).outcomes[0]
         assert (second.result.new, second.result.filtered) == (1, 0)
         with store.engine.connect() as conn:
-            rows = conn.execute(select(DECISIONS.c.key, DECISIONS.c.action, DECISIONS.c.reason)
+            rows = conn.execute(select(DECISIONS.c.key, DECISIONS.c.rule, DECISIONS.c.reason)
                                 .where(DECISIONS.c.action == "filtered")).all()  # fmt: skip
         assert rows == [
-            ("guid:urn:story:crypto", "filtered", 'exclude rule "title:crypto" matched the title')
+            ("guid:urn:story:crypto", "filter", 'exclude rule "title:crypto" matched the title')
         ]
         assert [e.title for e in store.recent_entries(["a"], limit=5)] == [
             "Story rust",

@@ -89,6 +89,8 @@ class _Doomed:
     key: str
     entry_id: int
     why: str
+    title: str
+    link: str | None
 
 
 def _doomed(conn: Connection, policy: PrunePolicy) -> list[_Doomed]:
@@ -99,6 +101,8 @@ def _doomed(conn: Connection, policy: PrunePolicy) -> list[_Doomed]:
         ITEMS.c.key,
         ITEMS.c.entry_id,
         ENTRIES.c.sort_at,
+        ENTRIES.c.title,  # title and link: the pruned decision keeps them for ``explain``
+        ITEMS.c.link,
     ]
     if policy.max_entries is not None:
         order = (ENTRIES.c.sort_at.desc(), ENTRIES.c.id.desc())
@@ -118,7 +122,7 @@ def _doomed(conn: Connection, policy: PrunePolicy) -> list[_Doomed]:
             why = f"dated before {policy.keep_after:%Y-%m-%d}"
         else:
             why = f"beyond the newest {policy.max_entries} of its source"
-        doomed.append(_Doomed(row[0], row[1], row[2], row[3], why))
+        doomed.append(_Doomed(row[0], row[1], row[2], row[3], why, row[5], row[6]))
     return doomed
 
 
@@ -164,7 +168,8 @@ def _bury(conn: Connection, doomed: Sequence[_Doomed], now: datetime) -> None:
     for source_id, rows in by_source.items():
         _replace(conn, source_id, rows)
     log = [{"at": now, "source_id": d.source_id, "key": d.key, "entry_id": d.entry_id,
-            "action": Action.PRUNED.value, "reason": f"retention: {d.why}"}
+            "action": Action.PRUNED.value, "reason": f"retention: {d.why}", "rule": "retention",
+            "title": d.title, "link": d.link}
            for d in doomed]  # fmt: skip
     if log:
         conn.execute(insert(DECISIONS), log)
