@@ -87,8 +87,8 @@ class OutputPlace:
 
 @dataclass(frozen=True, slots=True)
 class Story:
-    """Everything known of one entry; ``entry_id`` is None for one that was never stored
-    (dropped over the per-feed cap, or by a source's rule)."""
+    """Everything known of one entry; ``entry_id`` is None for one its source does not store:
+    never stored (dropped over the per-feed cap, or by a source's rule) or pruned."""
 
     entry_id: int | None
     uid: str | None
@@ -134,7 +134,8 @@ def format_story(story: Story) -> str:
     head = f"entry {story.entry_id}  {story.uid}"
     if story.entry_id is None:
         last = story.verdicts[-1] if story.verdicts else None
-        head = f"never stored: {last.source_id} {last.key}" if last else "never stored"
+        gone = "pruned" if last and last.action == "pruned" else "never stored"
+        head = f"{gone}: {last.source_id} {last.key}" if last else gone
     lines = [head, f"  title:      {story.title}", f"  link:       {story.link or '-'}"]
     if story.entry_id:
         lines += [

@@ -226,3 +226,24 @@ def test_keep_days_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         make_config(tmp_path, keep_days=-1)
     assert any(p.startswith("explain.keep_days") for p in raised.value.problems)
+
+
+def test_a_pruned_entry_is_still_explained(
+    tmp_path: Path, web: FakeWeb, memory_store: SqlStore, clock: Clock
+) -> None:
+    from aggregator.prune import run_prune
+
+    config = parse_config(
+        {"output": {"dir": str(tmp_path / "public")}, "retention": {"max_age": "1d"},
+         "sources": [{"id": "a", "url": "http://feeds.test/a"}]},
+        path=tmp_path / "c.toml",
+    )  # fmt: skip
+    sched = scheduler(config, memory_store, web, clock)
+    try:
+        sched.tick()
+    finally:
+        sched.close()
+    assert run_prune(config, memory_store, now=clock.now).items == 2
+    (story,) = explain(config, memory_store, "Rates steady")
+    assert story.entry_id is None and story.title == "Rates steady"
+    assert [v.action for v in story.verdicts] == ["new", "pruned"]

@@ -21,13 +21,10 @@ from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
 from ..process.dedup import normalise_title
 from ..process.links import normalise_link
 from ..story import Carrier, OutputPlace, Story, Verdict
-from ..types import Action
 from .write import DECISIONS, ENTRIES, ITEMS
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _KEYS = ("guid:", "link:", "hash:")
-# Verdicts about entries that were never stored: dropped over the cap, or by a source's rule.
-_UNSTORED = (Action.DROPPED.value, Action.FILTERED.value)
 
 
 def _entry_match(query: str) -> ColumnElement[bool]:
@@ -52,15 +49,13 @@ def _entry_match(query: str) -> ColumnElement[bool]:
     return or_(*matches)
 
 
-def _unstored_match(query: str) -> ColumnElement[bool]:
-    """Which verdicts about never-stored entries ``query`` names (a title, link or key)."""
+def _verdict_match(query: str) -> ColumnElement[bool]:
+    """Which verdicts ``query`` names (by the title, link or key they were given)."""
     if query.startswith(_KEYS):
-        named = DECISIONS.c.key == query
-    elif query.lower().startswith(("http://", "https://")):
-        named = DECISIONS.c.link == query
-    else:
-        named = DECISIONS.c.title.icontains(query, autoescape=True)
-    return and_(DECISIONS.c.entry_id.is_(None), DECISIONS.c.action.in_(_UNSTORED), named)
+        return DECISIONS.c.key == query
+    if query.lower().startswith(("http://", "https://")):
+        return DECISIONS.c.link == query
+    return DECISIONS.c.title.icontains(query, autoescape=True)
 
 
 def find_entries(conn: Connection, query: str, *, limit: int) -> list[int]:
@@ -75,14 +70,14 @@ def find_entries(conn: Connection, query: str, *, limit: int) -> list[int]:
 
 
 def find_unstored(conn: Connection, query: str, *, limit: int) -> list[tuple[str, str]]:
-    """(source, key) of the entries ``query`` names that no source stores (dropped, filtered),
-    most recent verdict first."""
+    """(source, key) of the entries ``query`` names that their source does not store (now):
+    dropped over the cap, filtered by a rule, pruned by retention; latest verdict first."""
     stored = select(ITEMS.c.id).where(
         ITEMS.c.source_id == DECISIONS.c.source_id, ITEMS.c.key == DECISIONS.c.key
     )
     stmt = (
         select(DECISIONS.c.source_id, DECISIONS.c.key, func.max(DECISIONS.c.id).label("last"))
-        .where(_unstored_match(query.strip()), ~stored.exists())
+        .where(_verdict_match(query.strip()), ~stored.exists())
         .group_by(DECISIONS.c.source_id, DECISIONS.c.key)
         .order_by(func.max(DECISIONS.c.id).desc())
         .limit(limit)
@@ -136,12 +131,12 @@ def entry_story(conn: Connection, entry_id: int) -> Story | None:
 
 
 def unstored_story(conn: Connection, source_id: str, key: str) -> Story:
-    """The story of an entry a source carried but that was never stored."""
+    """The story of an entry a source carried that it does not store (now)."""
     verdicts = _verdicts(conn, and_(DECISIONS.c.source_id == source_id, DECISIONS.c.key == key))
-    last = verdicts[-1] if verdicts else None
-    title = (last.title if last else None) or key
-    return Story(entry_id=None, uid=None, title=title, link=last.link if last else None,
-                 verdicts=verdicts)  # fmt: skip
+    named = [v for v in verdicts if v.title]
+    title = named[-1].title if named and named[-1].title else key
+    link = named[-1].link if named else None
+    return Story(entry_id=None, uid=None, title=title, link=link, verdicts=verdicts)
 
 
 def place_in(
