@@ -272,3 +272,54 @@ def test_prune_command_reports_then_prunes(
     assert b"Story old" not in (tmp_path / "public" / "all.atom").read_bytes()
     assert main(["-c", config, "prune"]) == 0
     assert capsys.readouterr().out.startswith("pruned 0 source copies")
+
+
+def test_prune_and_tombstones_on_every_database(store: SqlStore) -> None:
+    """The store's side alone, on SQLite and PostgreSQL: the window over each source's
+    newest, dates compared as stored, tombstones read back by ``known``, expiry."""
+    from aggregator.process import decide, normalise_entry
+    from aggregator.types import ParsedEntry, ParsedFeed, PollRecord, PrunePolicy
+
+    class Src:
+        def __init__(self, id: str) -> None:
+            self.id, self.url, self.title, self.group, self.enabled = (
+                id,
+                f"https://{id}/",
+                None,
+                None,
+                True,
+            )
+
+    def entry(source: str, guid: str, days_ago: int) -> Any:
+        parsed = ParsedEntry(guid=f"urn:{guid}", title=f"Story {guid}", link=f"https://e/{guid}",
+                             content_html="<p>x</p>", published_at=T0 - days_ago * DAY)  # fmt: skip
+        return normalise_entry(
+            parsed, source_id=source, feed=ParsedFeed("rss20"), feed_url="https://e/"
+        )
+
+    with store.transaction() as tx:
+        tx.sync_sources([Src("a"), Src("b")], now=T0)
+    for source, guids in (("a", ["s", "a1", "a2"]), ("b", ["s"])):
+        entries = [entry(source, g, {"s": 9, "a1": 2}.get(g, 1)) for g in guids]
+        with store.transaction() as tx:
+            decisions = decide(entries, tx.known(source, entries), now=T0, title_window=DAY)
+            tx.apply(source, decisions, PollRecord(source, "ok", T0, None))
+    policy = PrunePolicy(now=T0, keep_after=T0 - 5 * DAY, max_entries=1,
+                         tombstones_after=T0 - 365 * DAY)  # fmt: skip
+    with store.transaction() as tx:
+        dry = tx.prune(policy, dry_run=True)
+    with store.transaction() as tx:
+        done = tx.prune(policy)
+    assert (dry.items, dry.entries) == (done.items, done.entries) == (3, 2)  # s and a1 go
+    assert done.by_source == (("a", 2), ("b", 1))  # a: s (old) and a1 (beyond 1); b: s (old)
+    with store.transaction() as tx:
+        known = tx.known("a", [entry("a", g, 1) for g in ("s", "a1", "a2")])
+    assert set(known.items) == {"guid:urn:a2"}
+    assert {k: t.pruned for k, t in known.tombstones.items()} == {
+        "guid:urn:s": True,
+        "guid:urn:a1": True,
+    }
+    later = PrunePolicy(now=T0 + 400 * DAY, keep_after=None, max_entries=None,
+                        tombstones_after=T0 + 30 * DAY)  # fmt: skip
+    with store.transaction() as tx:
+        assert tx.prune(later).tombstones_expired == 3
