@@ -36,8 +36,9 @@ def describe(report: PruneReport, config: Config, *, now: datetime) -> list[str]
     verb = "would prune" if report.dry_run else "pruned"
     kept = keeps(config, now=now)
     lines = [
-        f"{verb} {report.items} source copies of entries ({report.entries} entries left with "
-        f"none are deleted); {report.tombstones_expired} tombstones expired; keeping {kept}"
+        f"{verb} {report.items} copies of entries ({report.entries} entries deleted, the rest "
+        f"still carried by another source); {report.tombstones_expired} tombstones expired; "
+        f"keeping {kept}"
     ]
     lines += [f"  {source_id}  {count}" for source_id, count in report.by_source]
     return lines

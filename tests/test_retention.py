@@ -264,14 +264,14 @@ def test_prune_command_reports_then_prunes(
     capsys.readouterr()
     assert main(["-c", config, "prune", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("would prune 1 source copies of entries (1 entries left with none")
+    assert out.startswith("would prune 1 copies of entries (1 entries deleted, the rest still")
     assert "\n  a  1\n" in out
     assert main(["-c", config, "prune"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("pruned 1 source copies") and "outputs: " in out
+    assert out.startswith("pruned 1 copies") and "outputs: " in out
     assert b"Story old" not in (tmp_path / "public" / "all.atom").read_bytes()
     assert main(["-c", config, "prune"]) == 0
-    assert capsys.readouterr().out.startswith("pruned 0 source copies")
+    assert capsys.readouterr().out.startswith("pruned 0 copies")
 
 
 def test_prune_and_tombstones_on_every_database(store: SqlStore) -> None:
