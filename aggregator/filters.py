@@ -90,19 +90,19 @@ class Rule:
     open_start: bool = False  # the keyword may start inside a word
     open_end: bool = False  # ... or end inside one
 
-    def matches(self, values: Callable[[str], Sequence[str]]) -> str | None:
-        """The first field (of ``values(field)``) this rule matches, or None."""
+    def matches(self, values: Callable[[str, bool], Sequence[str]]) -> str | None:
+        """The first field this rule matches, or None; ``values(field, folded)`` gives the
+        field's texts, as they are or folded (keywords compare folded)."""
+        pattern = self.pattern
         for name in self.fields:
-            for value in values(name):
-                if self._matches(value):
+            for value in values(name, pattern is None):
+                if pattern is not None:
+                    if pattern.search(value) is not None:
+                        return name
+                elif _has_word(value, self.keyword, open_start=self.open_start,
+                               open_end=self.open_end):  # fmt: skip
                     return name
         return None
-
-    def _matches(self, value: str) -> bool:
-        if self.pattern is not None:
-            return self.pattern.search(value) is not None
-        return _has_word(fold(value), self.keyword, open_start=self.open_start,
-                         open_end=self.open_end)  # fmt: skip
 
 
 def parse_rule(text: str) -> Rule:
@@ -159,18 +159,22 @@ class Filters:
 
 
 class _Values:
-    """An entry's texts by field, each worked out once, when a rule first asks for it."""
+    """An entry's texts by field, as they are or folded, each worked out once, when a rule
+    first asks for it."""
 
     __slots__ = ("_cache", "_entry")
 
     def __init__(self, entry: Filterable) -> None:
         self._entry = entry
-        self._cache: dict[str, Sequence[str]] = {}
+        self._cache: dict[tuple[str, bool], Sequence[str]] = {}
 
-    def __call__(self, field: str) -> Sequence[str]:
-        found = self._cache.get(field)
+    def __call__(self, field: str, folded: bool) -> Sequence[str]:
+        found = self._cache.get((field, folded))
         if found is None:
-            found = self._cache[field] = self._read(field)
+            found = self(field, False) if folded else self._read(field)
+            if folded:
+                found = tuple(fold(value) for value in found)
+            self._cache[field, folded] = found
         return found
 
     def _read(self, field: str) -> Sequence[str]:
