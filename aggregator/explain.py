@@ -8,6 +8,7 @@ the polls and verdicts older than ``[explain] keep_days`` at a quiet moment of t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from .config import Config
 from .errors import StoreError
 from .story import PollLog, Story
+from .types import StoredEntry
 
 if TYPE_CHECKING:
     from .store import SqlStore, Store
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_STORIES = 20  # entries a query may name; the newest are told
+# An output as explain sees it: name, its sources, its limit, why its rules hide an entry.
+Feed = tuple[str, list[str], int, Callable[[StoredEntry], str | None] | None]
 FORGET_EVERY = timedelta(hours=1)  # the history is pruned at most this often
 
 
@@ -32,10 +36,6 @@ def explain(
     stored), each with its place in every configured output."""
     from .store.stories import entry_story, find_entries, find_unstored, place_in, unstored_story
 
-    outputs = [
-        (spec.name, [s.id for s in config.sources if spec.selects(s)], spec.limit)
-        for spec in config.outputs
-    ]
     stories: list[Story] = []
     with store._read() as conn:
         for entry_id in find_entries(conn, query, limit=limit):
@@ -43,13 +43,28 @@ def explain(
             if story is None:  # deleted between the two reads
                 continue
             places = tuple(
-                place_in(conn, story, output=name, source_ids=ids, limit=size)
-                for name, ids, size in outputs
+                place_in(conn, story, output=name, source_ids=ids, limit=size, hides=hides)
+                for name, ids, size, hides in _feeds(config)
             )
             stories.append(replace(story, outputs=places))
         for source_id, key in find_unstored(conn, query, limit=max(0, limit - len(stories))):
             stories.append(unstored_story(conn, source_id, key))
     return tuple(stories)
+
+
+def _feeds(config: Config) -> list[Feed]:
+    """What ``publish`` writes, as (name, its sources, its limit, what its rules hide): each
+    configured output, each group's feeds, the river page."""
+    feeds: list[Feed] = [
+        (spec.name, [s.id for s in config.sources if spec.selects(s)], spec.limit,
+         spec.filters.drops if spec.filters else None)
+        for spec in config.outputs
+    ]  # fmt: skip
+    for group in sorted({s.group for s in config.sources if s.group}):
+        ids = [s.id for s in config.sources if s.group == group]
+        feeds.append((f"group {group}", ids, config.output.limit, None))
+    feeds.append(("river (index.html)", [s.id for s in config.sources], config.output.limit, None))
+    return feeds
 
 
 def recent_polls(store: SqlStore, source_id: str, *, limit: int = 10) -> tuple[PollLog, ...]:

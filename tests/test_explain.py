@@ -247,3 +247,24 @@ def test_a_pruned_entry_is_still_explained(
     (story,) = explain(config, memory_store, "Rates steady")
     assert story.entry_id is None and story.title == "Rates steady"
     assert [v.action for v in story.verdicts] == ["new", "pruned"]
+
+
+def test_an_output_rule_that_hides_the_entry_is_named(
+    tmp_path: Path, web: FakeWeb, memory_store: SqlStore, clock: Clock
+) -> None:
+    config = parse_config(
+        {"output": {"dir": str(tmp_path / "public")},
+         "sources": [{"id": "a", "url": "http://feeds.test/a", "group": "g"}],
+         "outputs": [{"name": "calm", "exclude": ["rates"]}, {"name": "all"}]},
+        path=tmp_path / "c.toml",
+    )  # fmt: skip
+    sched = scheduler(config, memory_store, web, clock)
+    try:
+        sched.tick()
+    finally:
+        sched.close()
+    (story,) = explain(config, memory_store, "Rates steady")
+    assert [(o.name, o.shown) for o in story.outputs] == [
+        ("calm", False), ("all", True), ("group g", True), ("river (index.html)", True)
+    ]  # fmt: skip
+    assert story.outputs[0].why.startswith('hidden by its rules: exclude rule "rates"')

@@ -13,7 +13,7 @@ each source gave its copy (kept with the verdicts).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
@@ -21,6 +21,8 @@ from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
 from ..process.dedup import normalise_title
 from ..process.links import normalise_link
 from ..story import Carrier, OutputPlace, Story, Verdict
+from ..types import StoredEntry
+from .convert import to_stored
 from .write import DECISIONS, ENTRIES, ITEMS
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -140,15 +142,25 @@ def unstored_story(conn: Connection, source_id: str, key: str) -> Story:
 
 
 def place_in(
-    conn: Connection, story: Story, *, output: str, source_ids: Sequence[str], limit: int
+    conn: Connection,
+    story: Story,
+    *,
+    output: str,
+    source_ids: Sequence[str],
+    limit: int,
+    hides: Callable[[StoredEntry], str | None] | None = None,
 ) -> OutputPlace:
-    """Whether ``output`` (the entries its ``source_ids`` carry, newest ``limit``) shows the
-    entry now: its rank by date among them, or why it is not there."""
+    """Whether ``output`` (the entries its ``source_ids`` carry, newest ``limit``, less what
+    ``hides``) shows the entry now: its rank by date among them, or why it is not there."""
     if story.entry_id is None:
-        return OutputPlace(output, False, "never stored")
+        return OutputPlace(output, False, "not stored")
     carriers = {c.source_id for c in story.carriers}
     if not carriers.intersection(source_ids):
         return OutputPlace(output, False, "none of its sources is in this output")
+    if hides is not None:
+        row = conn.execute(select(ENTRIES).where(ENTRIES.c.id == story.entry_id)).one()
+        if why := hides(to_stored(row, (), None)):
+            return OutputPlace(output, False, f"hidden by its rules: {why}")
     carried = select(ITEMS.c.entry_id).where(ITEMS.c.source_id.in_(list(source_ids)))
     newer = or_(
         ENTRIES.c.sort_at > story.sort_at,
