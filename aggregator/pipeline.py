@@ -28,7 +28,18 @@ from .prepare import Prepared
 from .process import decide
 from .schedule import Planner
 from .store import Transaction
-from .types import Entry, FeedHints, Fetched, Known, PollOutcome, PollRecord, PollState
+from .types import (
+    Action,
+    Decision,
+    Entry,
+    FeedHints,
+    Fetched,
+    Known,
+    PollHistory,
+    PollOutcome,
+    PollRecord,
+    PollState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +66,9 @@ class PollContext(Protocol):
     def planner(self) -> Planner: ...
     @property
     def dedup(self) -> DedupConfig: ...
+    @property
+    def explain(self) -> bool:
+        """Keep each poll's history and name the entries dropped (``[explain]``, issue #14)."""
 
     def slot(
         self, source: SourceConfig, state: PollState | None
@@ -86,25 +100,49 @@ async def poll_source(
     source: SourceConfig, state: PollState | None, ctx: PollContext
 ) -> PollOutcome:
     """Poll one source once: fetch, skip what did not change, prepare, decide and store."""
+    asked = asking(source, state) if ctx.explain else None  # the poll's history (issue #14)
     async with ctx.slot(source, state):  # the time queued for a slot is not the request's
         started = perf_counter()
         try:
             fetched = await fetch_source(source, state, ctx.fetcher)
         except SourceError as exc:
-            return _recorded(ctx, *failed(ctx.planner, source, state, exc, started=started))
+            failure = failed(ctx.planner, source, state, exc, started=started, asked=asked)
+            return _recorded(ctx, *failure)
     if is_unchanged(fetched, state):
-        return _recorded(ctx, *unchanged(ctx.planner, source, state, fetched, started=started))
+        same = unchanged(ctx.planner, source, state, fetched, started=started, asked=asked)
+        return _recorded(ctx, *same)
     try:
         prepared = await ctx.prepare(fetched)
     except SourceError as exc:
-        failure = failed(ctx.planner, source, state, exc, started=started, http=fetched.status)
+        failure = failed(ctx.planner, source, state, exc, started=started, http=fetched.status,
+                         asked=asked, fetched=fetched)  # fmt: skip
         return _recorded(ctx, *failure)
     if source.full_text:  # the articles of what this poll adds or updates (issue #15)
         prepared = await with_full_text(source, prepared, ctx)
-    outcome = await ctx.store(
-        partial(store_entries, ctx.planner, ctx.dedup, source, fetched, prepared, started=started)
-    )
-    return logged(outcome)
+    write = partial(store_entries, ctx.planner, ctx.dedup, source, fetched, prepared,
+                    started=started, asked=asked)  # fmt: skip
+    return logged(await ctx.store(write))
+
+
+def asking(source: SourceConfig, state: PollState | None) -> PollHistory:
+    """The history of a poll about to start: the URL asked and the validators sent."""
+    if state is None:
+        return PollHistory(source.url)
+    return PollHistory(state.url, state.etag, state.last_modified)
+
+
+def answered(
+    asked: PollHistory | None, fetched: Fetched | None, *, started: float
+) -> PollHistory | None:
+    """``asked`` completed with what came back (validators, redirects) and how long it took."""
+    if asked is None:
+        return None
+    duration_ms = round((perf_counter() - started) * 1000)
+    if fetched is None:
+        return replace(asked, duration_ms=duration_ms)
+    headers = fetched.headers
+    return replace(asked, etag=headers.get("etag"), last_modified=headers.get("last-modified"),
+                   redirects=fetched.redirects, duration_ms=duration_ms)  # fmt: skip
 
 
 async def fetch_source(source: SourceConfig, state: PollState | None, via: Fetcher) -> Fetched:
@@ -144,12 +182,14 @@ def unchanged(
     fetched: Fetched,
     *,
     started: float,
+    asked: PollHistory | None = None,
 ) -> tuple[PollRecord, PollOutcome]:
     """Nothing new: when to look again (the server's freshness, the feed's hints)."""
     max_age = freshness_s(fetched.headers, planner.now)
     nxt = planner.next_for(source, max_age_s=max_age, hints=_hints(state))
     record = PollRecord.from_fetched(fetched, status="not_modified", at=planner.now,
-                                     next_check_at=nxt.at, why=nxt.why)  # fmt: skip
+                                     next_check_at=nxt.at, why=nxt.why,
+                                     history=answered(asked, fetched, started=started))  # fmt: skip
     outcome = PollOutcome(source.id, "not_modified", fetched.status, max_age_s=max_age,
                           duration_s=perf_counter() - started)  # fmt: skip
     return record, outcome
@@ -163,6 +203,8 @@ def failed(
     *,
     started: float,
     http: int | None = None,
+    asked: PollHistory | None = None,
+    fetched: Fetched | None = None,
 ) -> tuple[PollRecord, PollOutcome]:
     """A failed poll: back off (or honour Retry-After); a 410 Gone disables the source."""
     status = exc.status if isinstance(exc, FetchError) else http
@@ -172,7 +214,8 @@ def failed(
     nxt = planner.next_for(source, failures=failures, retry_after_s=retry, hints=_hints(state))
     at, why = (None, "gone") if kind == "gone" else (nxt.at, nxt.why)
     record = PollRecord(source.id, kind, planner.now, at, http_status=status, error=str(exc),
-                        next_check_why=why)  # fmt: skip
+                        next_check_why=why,
+                        history=answered(asked, fetched, started=started))  # fmt: skip
     timed_out = isinstance(exc, FetchError) and exc.timed_out
     outcome = PollOutcome(source.id, kind, status, error=str(exc), retry_after_s=retry,
                           duration_s=perf_counter() - started, timed_out=timed_out)  # fmt: skip
@@ -188,6 +231,7 @@ def store_entries(
     tx: Transaction,
     *,
     started: float,
+    asked: PollHistory | None = None,
 ) -> PollOutcome:
     """Decide each entry's fate against what is stored, and write it all (one unit of work)."""
     known = tx.known(source.id, prepared.entries)
@@ -199,6 +243,8 @@ def store_entries(
         min_title_length=dedup.min_title_length,
     )
     decisions = screen(decisions, source.filters, tombstones=known.tombstones)  # its rules
+    if asked is not None:  # named for ``explain``: the entries over the per-feed cap
+        decisions += over_cap(prepared)
     max_age = freshness_s(fetched.headers, planner.now)
     nxt = planner.next_for(source, max_age_s=max_age, hints=prepared.hints)
     record = replace(
@@ -208,10 +254,21 @@ def store_entries(
         feed_title=prepared.title,
         feed_link=prepared.link,
         hints=prepared.hints,
+        history=answered(asked, fetched, started=started),
     )
     result = tx.apply(source.id, decisions, record)
     return PollOutcome(source.id, "ok", fetched.status, result, warnings=prepared.warnings,
                        duration_s=perf_counter() - started, max_age_s=max_age)  # fmt: skip
+
+
+def over_cap(prepared: Prepared) -> tuple[Decision, ...]:
+    """The entries ``prepare`` dropped over the per-feed cap, as verdicts (not stored)."""
+    if not prepared.over_cap:
+        return ()
+    listed = len(prepared.dropped)
+    more = f" ({prepared.over_cap} in all, {listed} named)" if prepared.over_cap > listed else ""
+    reason = f"over the per-feed cap ([poll] max_entries_per_feed): the newest kept{more}"
+    return tuple(Decision(Action.DROPPED, e, reason, rule="cap") for e in prepared.dropped)
 
 
 def _recorded(ctx: PollContext, record: PollRecord, outcome: PollOutcome) -> PollOutcome:
