@@ -180,6 +180,7 @@ class TickRun:
     per_host: int
     parse_workers: ParseWorkers | None = None  # None: prepare inline
     max_entries: int = MAX_ENTRIES  # per document: the newest are kept
+    explain: bool = True  # polls keep their history and name dropped entries ([explain])
     hosts: dict[str, str] = field(default_factory=dict)  # source id -> host of its URL
     on_outcome: Callable[[PollOutcome], None] = lambda outcome: None
     deadline: float | None = None  # ``clock()`` past which no new poll starts (deferred)
@@ -226,7 +227,10 @@ class TickRun:
             except BrokenProcessPool:
                 self.parse_workers.broken()
                 self.parse_workers = None
-        return prepare(fetched, self.max_entries)
+        # Inline, but off the loop: a slow document must not hold up the requests in flight
+        # (their deadlines run on the loop; a stalled loop would time honest neighbours out).
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, prepare, fetched, self.max_entries)
 
     async def store(self, write: Write) -> PollOutcome:
         done: asyncio.Future[PollOutcome] = asyncio.get_running_loop().create_future()
