@@ -315,6 +315,7 @@ class InlineContext:
         self.db, self.fetcher = store, fetcher
         self.planner = Planner(PollConfig(jitter=0.0), now)
         self.dedup = DedupConfig()
+        self.explain = True  # each poll's history on its record (issue #14)
         self.records: list[PollRecord] = []
         self.slots = 0
 
@@ -393,3 +394,4 @@ def test_poll_source_records_failures_with_backoff(inline: InlineContext, tmp_pa
         inline.planner.now + timedelta(hours=4),
     )
     assert second.next_check_at == inline.planner.now + timedelta(hours=1)
+    assert first.history is not None and first.history.url == missing.url  # issue #14
