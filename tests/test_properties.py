@@ -79,12 +79,7 @@ FEED_URL = "https://example.com/feed.xml"
 # (exception type, text of its message, a file its traceback passes through): each has a strict
 # xfail test below. The broad properties reject these examples so that they still catch every
 # other failure; delete an entry together with the xfail mark of its test once it is fixed.
-KNOWN_BUGS: tuple[tuple[type[BaseException], str, str], ...] = (
-    (OverflowError, "date value out of range", "aggregator/parse/jsonfeed.py"),
-    (OverflowError, "date value out of range", "aggregator/parse/markdown.py"),
-    (RecursionError, "maximum recursion depth", "aggregator/parse/markdown.py"),
-    (ValueError, "Invalid IPv6 URL", "aggregator/parse/_xml_bytes.py"),
-)
+KNOWN_BUGS: tuple[tuple[type[BaseException], str, str], ...] = ()
 
 
 def _is_known_bug(exc: BaseException) -> bool:
@@ -179,6 +174,7 @@ FORBIDDEN_ELEMENTS = frozenset(
      "input", "button", "textarea", "select", "base", "meta", "link", "svg", "math", "template",
      "noscript", "xmp", "plaintext", "title", "noembed", "marquee", "image"}
 )  # fmt: skip
+# cite (and srcset) are checked by test_clean_html_cite_and_srcset_urls_are_safe, a strict xfail.
 URL_ATTRIBUTES = frozenset({"href", "src", "poster", "cite", "action", "formaction", "background"})
 SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
 _SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):", re.IGNORECASE)
@@ -301,12 +297,6 @@ def test_fast_path_parses_like_feedparser(body: bytes) -> None:
 # Known bugs, minimal examples: each property fails on them until it is fixed.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a date whose UTC value is before year 1 or after 9999 raises OverflowError "
-    "(types.as_utc in ParsedEntry.__post_init__); parse/_common.parse_date and as_datetime "
-    "should return None for it. Remove the date rows of KNOWN_BUGS with this mark.",
-)
 @example(moment=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))), quoted=True, kind="json")
 @example(moment=datetime(9999, 12, 31, 23, tzinfo=timezone(-timedelta(hours=1))), quoted=False, kind="markdown")  # fmt: skip  # noqa: E501
 @given(
@@ -331,12 +321,6 @@ def test_dates_parse_to_their_instant_or_none(moment: datetime, quoted: bool, ki
     assert parse_document(body, source_id=SOURCE).entries[0].published_at == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: front matter nested ~500 deep (2 KB) raises RecursionError in PyYAML's "
-    "composer; markdown._load_front_matter should turn it into a ParseError, as "
-    "jsonfeed._load does. Remove the RecursionError row of KNOWN_BUGS with this mark.",
-)
 @pytest.mark.parametrize(("opener", "closer"), [("[", "]"), ("{a: ", "}")])
 def test_deep_front_matter_is_a_parse_error(opener: str, closer: str) -> None:
     depth = 600
@@ -368,12 +352,6 @@ def alias_bomb(depth: int, width: int = 10) -> bytes:
     return "\n".join([*lines, f"tags: *l{depth}", "---", "body"]).encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: YAML aliases make markdown._terms walk width**depth tags: 390 bytes of front "
-    "matter take 2 s, every 60 bytes more 10x the time and memory; _terms should visit each "
-    "list once (or cap the terms it collects)",
-)
 def test_alias_bomb_front_matter_parses_in_bounded_time() -> None:
     body = alias_bomb(depth=8)  # 10**8 tags when expanded
     with time_limit(1.0):
@@ -381,12 +359,6 @@ def test_alias_bomb_front_matter_parses_in_bounded_time() -> None:
     assert feed is None or feed.entries[0].categories == ("lol",)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a Content-Location header urljoin cannot parse raises ValueError from "
-    "parse/_xml_bytes.response_headers (a server controls it); it should be ignored. "
-    "Remove the ValueError row of KNOWN_BUGS with this mark.",
-)
 @example(location="http://[")
 @given(location=s.urls)
 def test_any_content_location_header_is_survived(location: str) -> None:
@@ -412,7 +384,8 @@ def test_clean_html_output_is_safe(html: str, base: str | None) -> None:
 @bs4_warnings
 @given(html=s.html_inputs, base=bases)
 def test_clean_html_is_idempotent(html: str, base: str | None) -> None:
-    assume("\ufeff" not in html)  # the strict xfail below
+    # The two strict xfails below: a U+FEFF, and links nested by the HTML parser.
+    assume("\ufeff" not in html and len(re.findall(r"<a[\s/>]", html, re.IGNORECASE)) < 2)
     once = clean_html(html, base=base)
     assert clean_html(once, base=base) == once
 
@@ -434,15 +407,28 @@ def test_clean_html_is_idempotent_with_a_bom(html: str, base: str | None) -> Non
 
 @pytest.mark.xfail(
     strict=True,
-    reason="bug: srcset candidates keep any scheme (javascript:, data:, vbscript:): nh3 checks "
-    "url_schemes only on href/src-like attributes and html._absolutise_srcset does not; it "
-    "should drop candidates whose scheme is not in _SCHEMES",
+    reason="bug: clean_html is not idempotent for an <a> that the HTML parser leaves inside "
+    "another (the adoption agency and foster parenting of an <a> in a <table> in an <a>): "
+    "html5ever serialises a tree that parses differently; not local to html.py (cleaning "
+    "twice, or unwrapping nested <a>, would do). Remove the <a> clause of the assume() in "
+    "test_clean_html_is_idempotent with this mark.",
 )
-@example(html='<img srcset="javascript:alert(1) 1x">', base=None)
+@example(html="<a><table><a></a></table></a>", base=None)
+@bs4_warnings
+@given(html=s.html_inputs.map(lambda h: f"<a>{h}<table><a>{h}</a></table></a>"), base=bases)
+def test_clean_html_of_nested_links_is_idempotent(html: str, base: str | None) -> None:
+    once = clean_html(html, base=base)
+    assert clean_html(once, base=base) == once
+
+
+@example(html='<blockquote cite="javascript:alert(1)">x</blockquote>', base=None)
+@example(html='<img srcset="javascript:alert(1) 1x">', base="https://example.com/")
 @bs4_warnings
 @given(html=s.html_inputs, base=bases)
-def test_clean_html_srcset_urls_are_safe(html: str, base: str | None) -> None:
-    for url in srcset_urls(clean_html(html, base=base)):
+def test_clean_html_cite_and_srcset_urls_are_safe(html: str, base: str | None) -> None:
+    cleaned = clean_html(html, base=base)
+    cites = [attributes["cite"] for _, attributes in _elements(cleaned) if "cite" in attributes]
+    for url in [*srcset_urls(cleaned), *cites]:
         assert url_scheme(url) in (*SAFE_SCHEMES, *([None] if base is None else [])), url
 
 
@@ -536,12 +522,6 @@ def test_truncate_text_keeps_graphemes_whole(text: str, limit: int) -> None:
         assert flags % 2 == 0, head
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an entry's thumbnail falls back to the first <img src> of its content, which "
-    "may be a mailto: URL (the sanitiser allows mailto: in every URL attribute); "
-    "normalise_entry should keep only http(s) there too (_http_or_none(first_image(...)))",
-)
 @example(html='<img src="mailto:a@example.com">')
 @bs4_warnings
 @given(html=s.html_inputs)
@@ -570,7 +550,8 @@ def test_normalise_link_is_a_fixed_point(url: str) -> None:
     if normal is None or "#sha256:" in normal:
         return
     host = normal[2:].partition("/")[0]
-    assume("[" not in url and host and not host.startswith("www."))  # the strict xfail below
+    # The strict xfails below: odd hosts, and the trailing space rstrip("/") may uncover.
+    assume("[" not in url and host and not host.startswith("www.") and normal == normal.strip())
     assert normalise_link("https:" + normal) == normal
 
 
@@ -580,7 +561,7 @@ def test_normalise_link_is_a_fixed_point(url: str) -> None:
     "'http://[::1:8080]/' both give '//::1:8080/', which does not parse back), turns the "
     "host 'www.' into '' ('///a') and strips 'www.' once only ('www.www.x' gives 'www.x', "
     "then 'x'); it should keep the brackets, refuse an empty host and strip 'www.' in a loop "
-    "(a change of the key recipe: KEY_VERSION). Remove the assume() of the test above.",
+    "(a change of the key recipe: KEY_VERSION). Remove the host clauses of the assume() above.",
 )
 @example(url="http://[::1]:8080/a")
 @example(url="http://www./a")
@@ -685,7 +666,9 @@ def test_absolutise_against_a_web_base_is_absolute(url: str, base: str) -> None:
     if not url.strip():
         assert out is None
         return
-    assert out is not None and absolutise(out, base) == out
+    assert out is not None
+    if out == out.strip():  # else the strict xfail test_url_helpers_leave_no_outer_whitespace
+        assert absolutise(out, base) == out
     if _resolvable(url, base):
         assert url_scheme(out), out
         if url_scheme(url) is None:  # a relative reference: resolved against the base
@@ -702,6 +685,21 @@ def test_absolutise_against_a_web_base_is_absolute(url: str, base: str) -> None:
 def test_absolutise_of_an_unresolvable_url_is_none(url: str, base: str) -> None:
     if url.strip() and not _resolvable(url, base):
         assert absolutise(url, base) is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: absolutise and normalise_link strip their input, but what urljoin or "
+    "rstrip('/') leaves may end in a space ('https:x ?' gives 'https://example.com/x ', "
+    "'http://e.com/a /' gives '//e.com/a '), so neither is idempotent; strip the result "
+    "too. Remove the whitespace clauses of the two properties above with this mark.",
+)
+@example(url="https:example.com ?", base="https://example.com/")
+@example(url="http://example.com/a /", base="https://example.com/")
+@given(url=s.urls, base=s.http_bases)
+def test_url_helpers_leave_no_outer_whitespace(url: str, base: str) -> None:
+    for out in (absolutise(url, base), normalise_link(url)):
+        assert out is None or out == out.strip()
 
 
 # -- 4. the whole of parse + process ----------------------------------------------------------

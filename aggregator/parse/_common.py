@@ -71,7 +71,23 @@ def unique(values: Iterable[str | None]) -> tuple[str, ...]:
 
 
 def parse_date(value: str) -> datetime | None:
-    """An ISO 8601 / RFC 3339 or RFC 822 date string as a datetime (naive means UTC), else None."""
+    """An ISO 8601 / RFC 3339 or RFC 822 date string as a datetime (naive means UTC), else None
+    (also for one whose UTC instant falls outside years 1-9999)."""
+    return _representable(_parse_date(value))
+
+
+def _representable(when: datetime | None) -> datetime | None:
+    """``when`` if its UTC instant is a datetime too (``0001-01-01T00:30+01:00`` is not)."""
+    if when is None or when.tzinfo is None:
+        return when
+    try:
+        when.astimezone(UTC)
+    except OverflowError:
+        return None
+    return when
+
+
+def _parse_date(value: str) -> datetime | None:
     text = value.strip()
     if _ISO_DATE.match(text):
         # RFC 3339 allows a lower-case "t"/"z" and a space separator (section 5.6);
@@ -89,7 +105,7 @@ def parse_date(value: str) -> datetime | None:
 def as_datetime(value: object) -> datetime | None:
     """A YAML/JSON date value (datetime, date or string) as a datetime, else None."""
     if isinstance(value, datetime):
-        return value
+        return _representable(value)
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, str):

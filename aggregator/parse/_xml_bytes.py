@@ -28,7 +28,10 @@ def response_headers(headers: Mapping[str, str] | None, url: str | None) -> dict
     if url:
         # feedparser takes the base URI for relative links from Content-Location; a relative
         # Content-Location header is relative to the request URL (RFC 9110, 8.7).
-        out["content-location"] = urljoin(url, out.get("content-location", ""))
+        try:
+            out["content-location"] = urljoin(url, out.get("content-location", ""))
+        except ValueError:  # a header urljoin cannot read (the server controls it): ignored
+            out["content-location"] = url
     # With a non-empty header dict but no Content-Type, feedparser applies the HTTP default
     # charset ISO-8859-1 (RFC 2616); an XML media type makes it follow the XML declaration,
     # else UTF-8, as for a local file (RFC 7303, section 4.3).

@@ -86,6 +86,8 @@ def _decode(body: bytes, source_id: str, warnings: list[str]) -> str:
 def _load_front_matter(front: str, source_id: str) -> dict[Any, Any]:
     try:
         meta = yaml.safe_load(front)
+    except RecursionError as exc:  # PyYAML's composer recurses once per level of nesting
+        raise ParseError(source_id, "malformed YAML front matter (nested too deep)") from exc
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: an impossible date like 2021-02-30
         detail = " ".join(str(exc).split())  # PyYAML's messages span several lines
         raise ParseError(source_id, f"malformed YAML front matter ({detail})") from exc
@@ -132,19 +134,28 @@ def _text(meta: dict[Any, Any], keys: tuple[str, ...], warnings: list[str]) -> s
     return None
 
 
+MAX_TERMS = 1000  # categories or tags of one post: more is an alias bomb, not a taxonomy
+
+
 def _terms(meta: dict[Any, Any], key: str, warnings: list[str]) -> list[str]:
-    """A string or a list of strings (Hexo nests lists for category paths: flattened)."""
-    value = meta.get(key)
-    if value is None:
-        return []
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        return [str(value)]
-    if not isinstance(value, list):
-        warnings.append(f"ignored {key!r}: expected a list or text, got {type(value).__name__}")
-        return []
+    """A string or a list of strings (Hexo nests lists for category paths: flattened). YAML
+    aliases can make a few bytes a list of lists seen billions of times: each list is visited
+    once, and at most ``MAX_TERMS`` terms are kept."""
     terms: list[str] = []
-    for item in value:
-        terms.extend(_terms({key: item}, key, warnings))
+    seen: set[int] = set()
+    todo = [meta.get(key)]
+    while todo and len(terms) < MAX_TERMS:
+        value = todo.pop()
+        if value is None:
+            continue
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            terms.append(str(value))
+        elif isinstance(value, list):
+            if id(value) not in seen:
+                seen.add(id(value))
+                todo.extend(reversed(value))
+        else:
+            warnings.append(f"ignored {key!r}: expected a list or text, got {type(value).__name__}")
     return terms
 
 

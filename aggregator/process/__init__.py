@@ -75,7 +75,7 @@ def normalise_entry(
     text = html_to_text(parsed.summary_html) or cleaned_html_to_text(content)
     raw_title = html_to_text(parsed.title)
     title = raw_title or truncate_text(text, UNTITLED_LENGTH) or "(untitled)"
-    thumbnail = _http_or_none(absolutise(parsed.image, base)) or first_image(content)
+    thumbnail = _http_or_none(absolutise(parsed.image, base)) or _http_or_none(first_image(content))
     enclosures = _enclosures(parsed.enclosures, base)
     categories = _categories(parsed.categories)
     author = _one_line(parsed.author) if parsed.author else None

@@ -70,20 +70,29 @@ def _filter_attribute(tag: str, attr: str, value: str) -> str | None:
     base = _BASE.get()
     if attr in _URL_ATTR_NAMES:
         url = absolutise(value, base)
-        return strip_tracking(url) if url else None
+        # nh3 checks the scheme of href and src itself, not of cite (blockquote, q, del, ins)
+        return strip_tracking(url) if url and _allowed_scheme(url) else None
     if attr == "srcset":
         return _absolutise_srcset(value, base)
     return value
 
 
-def _absolutise_srcset(srcset: str, base: str | None) -> str:
+def _allowed_scheme(url: str) -> bool:
+    scheme, colon, _ = url.partition(":")
+    return not colon or scheme.strip().lower() in _SCHEMES
+
+
+def _absolutise_srcset(srcset: str, base: str | None) -> str | None:
     out = []
     for candidate in srcset.split(","):
         bits = candidate.strip().split(None, 1)
         if bits:
-            bits[0] = absolutise(bits[0], base) or ""
+            url = absolutise(bits[0], base)
+            if not url or not _allowed_scheme(url):  # (nh3 leaves srcset's schemes alone)
+                continue
+            bits[0] = url
             out.append(" ".join(bits))
-    return ", ".join(out)
+    return ", ".join(out) or None
 
 
 _CLEANER = nh3.Cleaner(
