@@ -384,19 +384,10 @@ def test_clean_html_output_is_safe(html: str, base: str | None) -> None:
 @bs4_warnings
 @given(html=s.html_inputs, base=bases)
 def test_clean_html_is_idempotent(html: str, base: str | None) -> None:
-    # The two strict xfails below: a U+FEFF, and links nested by the HTML parser.
-    assume("\ufeff" not in html and len(re.findall(r"<a[\s/>]", html, re.IGNORECASE)) < 2)
     once = clean_html(html, base=base)
     assert clean_html(once, base=base) == once
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: clean_html is not idempotent for a U+FEFF after leading whitespace: ' \\ufeff' "
-    "gives '\\ufeff' (strip() after sanitising), which the HTML parser then drops as a BOM; "
-    "clean_html should strip before sanitising (or drop U+FEFF). Remove the assume() in "
-    "test_clean_html_is_idempotent with this mark.",
-)
 @example(html=" \ufeff", base=None)
 @bs4_warnings
 @given(html=s.html_inputs.map(lambda h: h + "\ufeff"), base=bases)
@@ -405,14 +396,6 @@ def test_clean_html_is_idempotent_with_a_bom(html: str, base: str | None) -> Non
     assert clean_html(once, base=base) == once
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: clean_html is not idempotent for an <a> that the HTML parser leaves inside "
-    "another (the adoption agency and foster parenting of an <a> in a <table> in an <a>): "
-    "html5ever serialises a tree that parses differently; not local to html.py (cleaning "
-    "twice, or unwrapping nested <a>, would do). Remove the <a> clause of the assume() in "
-    "test_clean_html_is_idempotent with this mark.",
-)
 @example(html="<a><table><a></a></table></a>", base=None)
 @bs4_warnings
 @given(html=s.html_inputs.map(lambda h: f"<a>{h}<table><a>{h}</a></table></a>"), base=bases)

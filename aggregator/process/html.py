@@ -171,7 +171,13 @@ def clean_html(html: str | None, *, base: str | None) -> str:
     try:
         # After the sanitiser, which decodes character references (&#x202E; is U+202E): text
         # and attribute values alike lose what no output may carry.
-        return clean_markup(_sanitise(_CLEANER, html)).strip()
+        cleaned = _sanitise(_CLEANER, html)
+        if "<a" in cleaned and "<table" in cleaned and cleaned.count("<a") > 1:
+            # An <a> the HTML parser moved inside another (adoption agency, foster parenting)
+            # serialises to markup that parses differently: once more reaches a fixed point.
+            cleaned = _sanitise(_CLEANER, cleaned)
+        # (A leading U+FEFF would be taken for a byte order mark and dropped the next time.)
+        return clean_markup(cleaned).strip().lstrip("\ufeff").strip()
     finally:
         _BASE.reset(token)
 
