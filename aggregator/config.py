@@ -316,7 +316,6 @@ def _build_outputs(
     return tuple(specs)
 
 
-
 def _build_poll(raw: dict[str, Any], problems: Problems) -> PollConfig:
     seconds = {k: parse_duration(v) for k, v in raw.items() if k in _DURATION_KEYS}
     defaults = PollConfig()

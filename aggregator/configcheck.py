@@ -122,7 +122,7 @@ def parse_duration(value: Any) -> float | None:
 def is_css_selector(v: Any) -> str | None:
     """A CSS selector soupsieve compiles (imported only when a config has one)."""
     if is_str(v):
-        return "must be a CSS selector, e.g. \"article .post-body\""
+        return 'must be a CSS selector, e.g. "article .post-body"'
     import soupsieve
 
     try:
