@@ -13,26 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from .configcheck import (
+    DEDUP_KEYS,
+    EXPLAIN_KEYS,
+    FETCH_KEYS,
     FORMATS,
-    Check,
+    OUTPUT_KEYS,
+    OUTPUTS_KEYS,
+    POLL_KEYS,
+    SERVER_KEYS,
+    SOURCE_KEYS,
+    STORAGE_KEYS,
+    TOP_KEYS,
     Problems,
     check_table,
     check_writable,
-    is_bool,
-    is_css_selector,
     is_duration,
-    is_formats,
-    is_fraction,
-    is_http_url,
-    is_id,
-    is_listen,
-    is_networks,
-    is_non_negative_int,
-    is_pos_int,
-    is_pos_num,
-    is_storage_url,
-    is_str,
-    is_str_list,
     parse_duration,
 )
 from .errors import ConfigError
@@ -163,65 +158,6 @@ class Config:
         return tuple(s for s in self.sources if s.enabled)
 
 
-_TOP = (
-    "storage", "output", "dedup", "poll", "fetch", "server", "sources", "outputs", "retention",
-    "explain",
-)  # fmt: skip
-_EXPLAIN: dict[str, Check] = {"keep_days": is_non_negative_int}
-_STORAGE: dict[str, Check] = {"url": is_storage_url, "keep_removed": is_bool}
-_POLL: dict[str, Check] = {
-    "interval": is_duration,
-    "min_interval": is_duration,
-    "max_interval": is_duration,
-    "jitter": is_fraction,
-    "tick": is_duration,
-    "max_concurrency": is_pos_int,
-    "per_host": is_pos_int,
-    "timeout": is_duration,
-    "tick_deadline": is_duration,
-    "connect_timeout": is_duration,
-    "read_timeout": is_duration,
-    "max_bytes": is_pos_int,
-    "max_entries_per_feed": is_pos_int,
-    "parse_workers": is_non_negative_int,
-}
-_FETCH: dict[str, Check] = {"allow_private_redirects": is_bool, "allowed_networks": is_networks}
-_SERVER: dict[str, Check] = {"listen": is_listen, "enabled": is_bool}
-_OUTPUT: dict[str, Check] = {
-    "dir": is_str,
-    "title": is_str,
-    "base_url": is_http_url,
-    "limit": is_pos_int,
-    "formats": is_formats,
-    "websub_hub": is_http_url,
-    "archive_page_size": is_non_negative_int,
-}
-_DEDUP: dict[str, Check] = {"title_window_hours": is_pos_num, "min_title_length": is_pos_int}
-_SOURCE: dict[str, Check] = {
-    "id": is_id,
-    "url": is_http_url,
-    "title": is_str,
-    "group": is_str,
-    "fixture": is_str,
-    "enabled": is_bool,
-    "interval": is_duration,
-    "include": is_str_list,
-    "exclude": is_str_list,
-    "full_text": is_bool,
-    "content_selector": is_css_selector,
-}
-_OUTPUTS: dict[str, Check] = {
-    "name": is_id,
-    "title": is_str,
-    "groups": is_str_list,
-    "sources": is_str_list,
-    "formats": is_formats,
-    "limit": is_pos_int,
-    "include": is_str_list,
-    "exclude": is_str_list,
-}
-
-
 def _resolve(base: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
@@ -244,7 +180,7 @@ def _build_sources(raw: Any, base: Path, problems: Problems) -> tuple[SourceConf
     seen: dict[str, int] = {}
     for i, item in enumerate(raw):
         path = f"sources[{i}]"
-        good = check_table(item, path, _SOURCE, problems, required=("id", "url"))
+        good = check_table(item, path, SOURCE_KEYS, problems, required=("id", "url"))
         if "id" in good:
             if good["id"] in seen:
                 problems.add(
@@ -288,7 +224,7 @@ def _build_outputs(
     names: set[str] = set()
     for i, item in enumerate(raw):
         path = f"outputs[{i}]"
-        good = check_table(item, path, _OUTPUTS, problems, required=("name",))
+        good = check_table(item, path, OUTPUTS_KEYS, problems, required=("name",))
         for name in good.get("sources", []):
             if name not in ids:
                 problems.add(f"{path}.sources", f"unknown source id {name!r}")
@@ -340,7 +276,7 @@ def _build_poll(raw: dict[str, Any], problems: Problems) -> PollConfig:
     return poll
 
 
-_DURATION_KEYS = frozenset(k for k, check in _POLL.items() if check is is_duration)
+_DURATION_KEYS = frozenset(k for k, check in POLL_KEYS.items() if check is is_duration)
 
 
 def _build_fetch(raw: dict[str, Any]) -> NetPolicy:
@@ -393,15 +329,15 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     problems = Problems()
     base = path.parent.resolve()
     for key in data:
-        if key not in _TOP:
-            problems.add(key, f"unknown key (expected one of {sorted(_TOP)})")
-    storage_raw = check_table(data.get("storage", {}), "storage", _STORAGE, problems)
-    output_raw = check_table(data.get("output", {}), "output", _OUTPUT, problems)
-    dedup_raw = check_table(data.get("dedup", {}), "dedup", _DEDUP, problems)
-    explain_raw = check_table(data.get("explain", {}), "explain", _EXPLAIN, problems)
-    poll = _build_poll(check_table(data.get("poll", {}), "poll", _POLL, problems), problems)
-    fetch = _build_fetch(check_table(data.get("fetch", {}), "fetch", _FETCH, problems))
-    server = _build_server(check_table(data.get("server", {}), "server", _SERVER, problems))
+        if key not in TOP_KEYS:
+            problems.add(key, f"unknown key (expected one of {sorted(TOP_KEYS)})")
+    storage_raw = check_table(data.get("storage", {}), "storage", STORAGE_KEYS, problems)
+    output_raw = check_table(data.get("output", {}), "output", OUTPUT_KEYS, problems)
+    dedup_raw = check_table(data.get("dedup", {}), "dedup", DEDUP_KEYS, problems)
+    explain_raw = check_table(data.get("explain", {}), "explain", EXPLAIN_KEYS, problems)
+    poll = _build_poll(check_table(data.get("poll", {}), "poll", POLL_KEYS, problems), problems)
+    fetch = _build_fetch(check_table(data.get("fetch", {}), "fetch", FETCH_KEYS, problems))
+    server = _build_server(check_table(data.get("server", {}), "server", SERVER_KEYS, problems))
     storage = StorageConfig(
         url=resolve_storage_url(storage_raw.get("url", StorageConfig().url), base),
         keep_removed=storage_raw.get("keep_removed", True),

@@ -185,3 +185,64 @@ def check_writable(directory: Path, key: str, problems: Problems) -> None:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         problems.add(key, f"not a writable directory: {directory}")
+
+
+# -- the keys of each table, and how each is checked ---------------------------------------------
+
+TOP_KEYS = (
+    "storage", "output", "dedup", "poll", "fetch", "server", "sources", "outputs", "retention",
+    "explain",
+)  # fmt: skip
+EXPLAIN_KEYS: dict[str, Check] = {"keep_days": is_non_negative_int}
+STORAGE_KEYS: dict[str, Check] = {"url": is_storage_url, "keep_removed": is_bool}
+POLL_KEYS: dict[str, Check] = {
+    "interval": is_duration,
+    "min_interval": is_duration,
+    "max_interval": is_duration,
+    "jitter": is_fraction,
+    "tick": is_duration,
+    "max_concurrency": is_pos_int,
+    "per_host": is_pos_int,
+    "timeout": is_duration,
+    "tick_deadline": is_duration,
+    "connect_timeout": is_duration,
+    "read_timeout": is_duration,
+    "max_bytes": is_pos_int,
+    "max_entries_per_feed": is_pos_int,
+    "parse_workers": is_non_negative_int,
+}
+FETCH_KEYS: dict[str, Check] = {"allow_private_redirects": is_bool, "allowed_networks": is_networks}
+SERVER_KEYS: dict[str, Check] = {"listen": is_listen, "enabled": is_bool}
+OUTPUT_KEYS: dict[str, Check] = {
+    "dir": is_str,
+    "title": is_str,
+    "base_url": is_http_url,
+    "limit": is_pos_int,
+    "formats": is_formats,
+    "websub_hub": is_http_url,
+    "archive_page_size": is_non_negative_int,
+}
+DEDUP_KEYS: dict[str, Check] = {"title_window_hours": is_pos_num, "min_title_length": is_pos_int}
+SOURCE_KEYS: dict[str, Check] = {
+    "id": is_id,
+    "url": is_http_url,
+    "title": is_str,
+    "group": is_str,
+    "fixture": is_str,
+    "enabled": is_bool,
+    "interval": is_duration,
+    "include": is_str_list,
+    "exclude": is_str_list,
+    "full_text": is_bool,
+    "content_selector": is_css_selector,
+}
+OUTPUTS_KEYS: dict[str, Check] = {
+    "name": is_id,
+    "title": is_str,
+    "groups": is_str_list,
+    "sources": is_str_list,
+    "formats": is_formats,
+    "limit": is_pos_int,
+    "include": is_str_list,
+    "exclude": is_str_list,
+}

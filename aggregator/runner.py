@@ -15,16 +15,15 @@ import logging
 import queue
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from .config import DedupConfig, SourceConfig
 from .errors import FetchError, ParseError, SourceError, StoreError
-from .fetch import Http
+from .fetchloop import host_of
 from .pipeline import Fetcher, Write, failed, logged, poll_source
 from .prepare import MAX_ENTRIES, Prepared, prepare
 from .schedule import Planner
@@ -40,58 +39,6 @@ STORE_BATCH = 64  # at most this many polls' writes per unit of work
 # tick). Large: a write while fetches run makes the loop thread and SQLite (which lets go of
 # the GIL on every row) hand the GIL back and forth per row.
 BOOKKEEPING_BATCH = 5000
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop where it is installed (a dependency on Linux and macOS), else
-    asyncio's: its timers, callbacks and socket I/O cost less per request."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - e.g. Windows
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-class FetchLoop:
-    """An event loop in a thread of its own, with the one shared HTTP client on it."""
-
-    def __init__(self, make_http: Callable[[], Http] | None) -> None:
-        self.loop = new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="fetch-loop", daemon=True)
-        self.thread.start()
-        self._make_http = make_http
-        self.http: Http | None = None
-
-    async def client(self) -> Http | None:
-        """The shared client, made on first use inside the loop (aiohttp wants that)."""
-        if self.http is None and self._make_http is not None:
-            self.http = self._make_http()
-        return self.http
-
-    def close(self) -> None:
-        if self.http is not None:
-            asyncio.run_coroutine_threadsafe(self.http.aclose(), self.loop).result()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-        self.loop.close()
-
-
-def interleave_by_host(items: Sequence[tuple[str, SourceConfig]]) -> list[SourceConfig]:
-    """Round-robin over hosts, so the workers are not all queued behind one host's cap."""
-    queues: dict[str, deque[SourceConfig]] = defaultdict(deque)
-    for host, source in items:
-        queues[host].append(source)
-    out: list[SourceConfig] = []
-    while queues:
-        for host in list(queues):
-            out.append(queues[host].popleft())
-            if not queues[host]:
-                del queues[host]
-    return out
-
-
-def host_of(url: str) -> str:
-    return urlsplit(url).netloc.lower()
 
 
 # -- messages from the loop to the storing thread -------------------------------------------------

@@ -27,13 +27,14 @@ from .config import Config, SourceConfig
 from .errors import RenderError, StoreError
 from .explain import HistoryPruner
 from .fetch import Http, make_http
+from .fetchloop import FetchLoop, host_of, interleave_by_host
 from .metrics import Metrics
 from .pipeline import Fetcher
 from .prune import QuietPruner, run_prune
 from .publish import render_outputs
 from .render import RenderReport
 from .report import TickReport
-from .runner import FetchLoop, Message, TickRun, Writer, host_of, interleave_by_host
+from .runner import Message, TickRun, Writer
 from .schedule import Planner
 from .store import Store
 from .types import PollOutcome, PollState

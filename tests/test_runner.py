@@ -12,7 +12,8 @@ import pytest
 
 from aggregator.config import SourceConfig, parse_config
 from aggregator.errors import StoreError
-from aggregator.runner import Bookkeeping, Message, PollsDone, StoreJob, Writer, interleave_by_host
+from aggregator.fetchloop import interleave_by_host
+from aggregator.runner import Bookkeeping, Message, PollsDone, StoreJob, Writer
 from aggregator.store import SqlStore, Transaction
 from aggregator.types import PollOutcome, StoreResult
 
