@@ -100,49 +100,44 @@ async def poll_source(
     source: SourceConfig, state: PollState | None, ctx: PollContext
 ) -> PollOutcome:
     """Poll one source once: fetch, skip what did not change, prepare, decide and store."""
-    asked = asking(source, state) if ctx.explain else None  # the poll's history (issue #14)
+    keep = ctx.explain  # the poll's history, for `sources show` (issue #14)
     async with ctx.slot(source, state):  # the time queued for a slot is not the request's
         started = perf_counter()
         try:
             fetched = await fetch_source(source, state, ctx.fetcher)
         except SourceError as exc:
-            failure = failed(ctx.planner, source, state, exc, started=started, asked=asked)
+            failure = failed(ctx.planner, source, state, exc, started=started, keep=keep)
             return _recorded(ctx, *failure)
     if is_unchanged(fetched, state):
-        same = unchanged(ctx.planner, source, state, fetched, started=started, asked=asked)
+        same = unchanged(ctx.planner, source, state, fetched, started=started, keep=keep)
         return _recorded(ctx, *same)
     try:
         prepared = await ctx.prepare(fetched)
     except SourceError as exc:
         failure = failed(ctx.planner, source, state, exc, started=started, http=fetched.status,
-                         asked=asked, fetched=fetched)  # fmt: skip
+                         keep=keep, fetched=fetched)  # fmt: skip
         return _recorded(ctx, *failure)
     if source.full_text:  # the articles of what this poll adds or updates (issue #15)
         prepared = await with_full_text(source, prepared, ctx)
     write = partial(store_entries, ctx.planner, ctx.dedup, source, fetched, prepared,
-                    started=started, asked=asked)  # fmt: skip
+                    started=started, keep=keep, state=state)  # fmt: skip
     return logged(await ctx.store(write))
 
 
-def asking(source: SourceConfig, state: PollState | None) -> PollHistory:
-    """The history of a poll about to start: the URL asked and the validators sent."""
-    if state is None:
-        return PollHistory(source.url)
-    return PollHistory(state.url, state.etag, state.last_modified)
-
-
-def answered(
-    asked: PollHistory | None, fetched: Fetched | None, *, started: float
-) -> PollHistory | None:
-    """``asked`` completed with what came back (validators, redirects) and how long it took."""
-    if asked is None:
-        return None
+def history(
+    source: SourceConfig, state: PollState | None, fetched: Fetched | None, *, started: float
+) -> PollHistory:
+    """What ``sources show`` lists of this poll: the URL asked, the validators sent and those
+    received, the redirects followed, how long it took."""
+    url, etag, modified = source.url, None, None
+    if state is not None:
+        url, etag, modified = state.url, state.etag, state.last_modified
     duration_ms = round((perf_counter() - started) * 1000)
     if fetched is None:
-        return replace(asked, duration_ms=duration_ms)
-    headers = fetched.headers
-    return replace(asked, etag=headers.get("etag"), last_modified=headers.get("last-modified"),
-                   redirects=fetched.redirects, duration_ms=duration_ms)  # fmt: skip
+        return PollHistory(url, etag, modified, duration_ms=duration_ms)
+    got = fetched.headers
+    return PollHistory(url, etag, modified, got.get("etag"), got.get("last-modified"),
+                       fetched.redirects, duration_ms)  # fmt: skip
 
 
 async def fetch_source(source: SourceConfig, state: PollState | None, via: Fetcher) -> Fetched:
@@ -182,14 +177,15 @@ def unchanged(
     fetched: Fetched,
     *,
     started: float,
-    asked: PollHistory | None = None,
+    keep: bool = False,
 ) -> tuple[PollRecord, PollOutcome]:
     """Nothing new: when to look again (the server's freshness, the feed's hints)."""
     max_age = freshness_s(fetched.headers, planner.now)
     nxt = planner.next_for(source, max_age_s=max_age, hints=_hints(state))
     record = PollRecord.from_fetched(fetched, status="not_modified", at=planner.now,
                                      next_check_at=nxt.at, why=nxt.why,
-                                     history=answered(asked, fetched, started=started))  # fmt: skip
+                                     history=history(source, state, fetched, started=started)
+                                     if keep else None)  # fmt: skip
     outcome = PollOutcome(source.id, "not_modified", fetched.status, max_age_s=max_age,
                           duration_s=perf_counter() - started)  # fmt: skip
     return record, outcome
@@ -203,7 +199,7 @@ def failed(
     *,
     started: float,
     http: int | None = None,
-    asked: PollHistory | None = None,
+    keep: bool = False,
     fetched: Fetched | None = None,
 ) -> tuple[PollRecord, PollOutcome]:
     """A failed poll: back off (or honour Retry-After); a 410 Gone disables the source."""
@@ -215,7 +211,8 @@ def failed(
     at, why = (None, "gone") if kind == "gone" else (nxt.at, nxt.why)
     record = PollRecord(source.id, kind, planner.now, at, http_status=status, error=str(exc),
                         next_check_why=why,
-                        history=answered(asked, fetched, started=started))  # fmt: skip
+                        history=history(source, state, fetched, started=started)
+                        if keep else None)  # fmt: skip
     timed_out = isinstance(exc, FetchError) and exc.timed_out
     outcome = PollOutcome(source.id, kind, status, error=str(exc), retry_after_s=retry,
                           duration_s=perf_counter() - started, timed_out=timed_out)  # fmt: skip
@@ -231,7 +228,8 @@ def store_entries(
     tx: Transaction,
     *,
     started: float,
-    asked: PollHistory | None = None,
+    keep: bool = False,
+    state: PollState | None = None,
 ) -> PollOutcome:
     """Decide each entry's fate against what is stored, and write it all (one unit of work)."""
     known = tx.known(source.id, prepared.entries)
@@ -243,7 +241,7 @@ def store_entries(
         min_title_length=dedup.min_title_length,
     )
     decisions = screen(decisions, source.filters, tombstones=known.tombstones)  # its rules
-    if asked is not None:  # named for ``explain``: the entries over the per-feed cap
+    if keep:  # named for ``explain``: the entries over the per-feed cap
         decisions += over_cap(prepared)
     max_age = freshness_s(fetched.headers, planner.now)
     nxt = planner.next_for(source, max_age_s=max_age, hints=prepared.hints)
@@ -254,7 +252,7 @@ def store_entries(
         feed_title=prepared.title,
         feed_link=prepared.link,
         hints=prepared.hints,
-        history=answered(asked, fetched, started=started),
+        history=history(source, state, fetched, started=started) if keep else None,
     )
     result = tx.apply(source.id, decisions, record)
     return PollOutcome(source.id, "ok", fetched.status, result, warnings=prepared.warnings,

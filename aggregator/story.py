@@ -34,6 +34,7 @@ class PollLog:
     next_check_at: datetime | None = None
     next_check_why: str | None = None
     counts: Mapping[str, int] = field(default_factory=dict)  # what a parsed poll stored
+    repeat: bool = False  # a 304 that sent and got back the poll before's validators
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "at", as_utc(self.at))
@@ -190,10 +191,12 @@ def format_polls(polls: Sequence[PollLog]) -> str:
     lines = ["recent polls (newest first):"]
     for p in polls:
         http = f" HTTP {p.http_status}" if p.http_status else ""
-        lines.append(f"  {when(p.at)}  {p.status}{http}  {p.duration_ms} ms  {p.url}")
+        lines.append(f"  {when(p.at)}  {p.status}{http}  {p.duration_ms} ms  {p.url or '-'}")
         sent = _validators(p.sent_etag, p.sent_last_modified)
         got = _validators(p.etag, p.last_modified)
-        if sent or got:
+        if p.repeat:
+            lines.append(f"      validators sent and received: {sent or 'as before'}")
+        elif sent or got:
             lines.append(f"      validators sent: {sent or '-'}; received: {got or '-'}")
         lines += [f"      redirect: {hop}" for hop in p.redirects]
         if p.counts:
@@ -220,5 +223,5 @@ def poll_json(p: PollLog) -> dict[str, Any]:
         "sent": {"etag": p.sent_etag, "last_modified": p.sent_last_modified},
         "received": {"etag": p.etag, "last_modified": p.last_modified},
         "error": p.error, "next_check": _iso(p.next_check_at),
-        "next_check_why": p.next_check_why, "stored": dict(p.counts),
+        "next_check_why": p.next_check_why, "stored": dict(p.counts), "repeat": p.repeat,
     }  # fmt: skip

@@ -4,6 +4,7 @@
     .venv/bin/python bench/explain_ab.py --feeds 1000 --reps 7
 
     .venv/bin/python bench/explain_ab.py --alternate --reps 15   # one process, tick by tick
+    .venv/bin/python bench/explain_ab.py --instructions --feeds 300   # warm tick, callgrind
 
 "With" is the default, ``[explain] keep_days = 7`` (each poll's row in ``polls``, over-cap
 entries named, titles and rules with every verdict); "without" is ``keep_days = 0``. Both run
@@ -13,15 +14,22 @@ repetition runs both variants, in alternating order, each in a fresh process aga
 server's initial world: a cold tick (not timed), then a timed warm tick (all 304) and a timed
 tick after 5 % of the feeds gained 2 entries, as ``bench/ours.py`` does. ``--alternate``
 instead runs one aggregator and switches the setting between ticks (warm with, warm without,
-churn with, churn without ..., each churn tick after its own 5 % churn): on a loaded machine
-its pairs are measured seconds apart, not minutes. Prints the medians and the ratio
-with/without; the machine's speed drifts, so only ratios from one run compare.
+churn with, churn without ..., each churn tick after its own 5 % churn, and an untimed warm
+tick before each pair of warm ones: the first tick after a churn tick is slower, whatever
+the setting): on a loaded machine its pairs are measured seconds apart, not minutes. Prints
+the medians and the ratio with/without; the machine's speed drifts, so only ratios from one
+run compare.
+``--instructions`` counts the CPU instructions of a warm poll instead, under valgrind's
+callgrind, as ``bench/instructions.py`` does (1 and 1 + ``--ticks`` warm ticks, the
+difference per poll): the same count on every run, whatever else the machine does.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import statistics
 import subprocess
 import sys
@@ -102,6 +110,8 @@ def alternate(port: int, n: int, reps: int, workdir: Path) -> dict[str, list[dic
         for rep in range(reps):
             order = list(VARIANTS) if rep % 2 == 0 else list(VARIANTS)[::-1]
             result: dict[str, dict[str, float]] = {v: {} for v in VARIANTS}
+            clock[0] += STEP
+            sched.tick()  # settles what the last churn tick left (WAL checkpoint ...): untimed
             for phase in ("warm", "churn"):
                 for variant in order:
                     sched.config = replace(config, explain=ExplainConfig(VARIANTS[variant]))
@@ -132,6 +142,64 @@ def _prune(store: Any, now: datetime) -> None:
     print(f"prune of {polls} polls and {verdicts} verdicts: {wall:.3f} s", file=sys.stderr)
 
 
+def _child_instructions(port: int, etags: list[str], rounds: int, keep_days: int) -> None:
+    """``rounds`` warm ticks (every source already carries the server's ETag)."""
+    sys.path.insert(0, str(BENCH))
+    from dataclasses import replace
+
+    from ours import aggregator
+
+    from aggregator.config import ExplainConfig
+    from aggregator.types import PollRecord
+
+    with tempfile.TemporaryDirectory() as tmp, aggregator(Path(tmp), port, len(etags)) as ours:
+        ours.sched.config = replace(ours.config, explain=ExplainConfig(keep_days))
+        ours.sched.history.last_at = NEVER
+        now = ours.clock[0]
+        records = [PollRecord(f"f{i}", "not_modified", now, now, http_status=304, etag=etag)
+                   for i, etag in enumerate(etags)]  # fmt: skip
+        with ours.store.transaction() as tx:
+            tx.record_polls(records)
+        for _ in range(rounds):
+            ours.advance()
+            statuses = {o.status for o in ours.tick().outcomes}
+            assert statuses == {"not_modified"}, statuses
+
+
+def instructions(n: int, ticks: int) -> None:
+    """Instructions per warm poll, with and without explain (see the module docstring)."""
+    proc, port = _server(n)
+    try:
+        etags = []
+        for i in range(n):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/feed/{i}", timeout=30) as r:
+                etags.append(r.headers["ETag"])
+        with tempfile.TemporaryDirectory() as tmp:
+            etag_file = Path(tmp) / "etags.json"
+            etag_file.write_text(json.dumps(etags))
+            per_poll = {}
+            for variant in VARIANTS:
+                base = _callgrind(variant, port, etag_file, 1)
+                more = _callgrind(variant, port, etag_file, 1 + ticks)
+                per_poll[variant] = (more - base) / (ticks * n)
+                print(f"{variant}: {per_poll[variant]:,.0f} instructions per warm poll")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    print(f"with / without: {per_poll['with'] / per_poll['without']:.3f}")
+
+
+def _callgrind(variant: str, port: int, etag_file: Path, rounds: int) -> int:
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+           __file__, "--child", variant, "--port", str(port), "--etags", str(etag_file),
+           "--rounds", str(rounds)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"{variant} under callgrind failed: {done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
 def _server(n: int) -> tuple[subprocess.Popen[str], int]:
     cmd = [sys.executable, str(BENCH / "feedserver.py"), "--port", "0", "--feeds", str(n)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -157,9 +225,21 @@ def main() -> None:
     p.add_argument("--port", type=int)
     p.add_argument("--workdir", type=Path)
     p.add_argument("--alternate", action="store_true", help="one process, switched per tick")
+    p.add_argument("--instructions", action="store_true", help="warm polls under callgrind")
+    p.add_argument("--ticks", type=int, default=3, help="--instructions: measured warm ticks")
+    p.add_argument("--child", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    p.add_argument("--etags", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--rounds", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         print(json.dumps(one(args.port, args.feeds, VARIANTS[args.one], args.workdir)))
+        return
+    if args.child:
+        etags = json.loads(args.etags.read_text())
+        _child_instructions(args.port, etags, args.rounds, VARIANTS[args.child])
+        return
+    if args.instructions:
+        instructions(args.feeds, args.ticks)
         return
     proc, port = _server(args.feeds)
     runs: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
@@ -179,16 +259,21 @@ def main() -> None:
 
 
 def _report(runs: dict[str, list[dict[str, float]]], n: int, reps: int) -> None:
-    print(f"N = {n}, {reps} repetitions, medians (seconds):")
-    print("| tick | measure | with explain | without | with / without |")
-    print("|---|---|---|---|---|")
+    print(f"N = {n}, {reps} repetitions, medians (seconds), and the median of the ratios of")
+    print("each repetition's pair (measured back to back, so drift of the machine cancels):")
+    print("| tick | measure | with explain | without | with / without | median pair ratio |")
+    print("|---|---|---|---|---|---|")
     for phase in ("warm", "churn"):
         for kind in ("wall", "cpu"):
             key = f"{phase}_{kind}_s"
             on = statistics.median(r[key] for r in runs["with"])
             off = statistics.median(r[key] for r in runs["without"])
-            print(f"| {phase} | {kind} | {on:.3f} | {off:.3f} | {on / off:.3f} |")
+            pairs = statistics.median(
+                a[key] / b[key] for a, b in zip(runs["with"], runs["without"], strict=True)
+            )
+            print(f"| {phase} | {kind} | {on:.3f} | {off:.3f} | {on / off:.3f} | {pairs:.3f} |")
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")  # children inherit it: same dict layouts
     main()

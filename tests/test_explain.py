@@ -268,3 +268,27 @@ def test_an_output_rule_that_hides_the_entry_is_named(
         ("calm", False), ("all", True), ("group g", True), ("river (index.html)", True)
     ]  # fmt: skip
     assert story.outputs[0].why.startswith('hidden by its rules: exclude rule "rates"')
+
+
+def test_repeats_keep_no_validators_and_read_back_filled_in_both_ways(
+    tmp_path: Path, web: FakeWeb, sqlite_store: SqlStore, clock: Clock
+) -> None:
+    from aggregator.store.peek import peek_polls
+
+    sched = scheduler(make_config(tmp_path), sqlite_store, web, clock)
+    try:
+        for _ in range(3):
+            sched.tick()
+            clock.advance(hours=1)
+    finally:
+        sched.close()
+    with sqlite_store.engine.connect() as conn:
+        urls = list(conn.execute(select(POLLS.c.url).where(POLLS.c.source_id == "a")).scalars())
+    assert urls == ["http://feeds.test/a", None, None]  # the two 304s are repeats
+    polls = recent_polls(sqlite_store, "a")
+    assert [p.repeat for p in polls] == [True, True, False]
+    assert {p.url for p in polls} == {"http://feeds.test/a"}
+    assert polls[0].sent_etag == polls[0].etag == polls[2].etag is not None
+    assert peek_polls(str(sqlite_store.engine.url), "a", limit=10) == polls
+    (newest,) = recent_polls(sqlite_store, "a", limit=1)  # the poll it repeats is read too
+    assert newest == polls[0]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from ..story import PollLog
@@ -102,21 +104,41 @@ def to_stored(row: Any, sources: tuple[Provenance, ...], group: str | None) -> S
 
 
 def to_poll_log(row: Any) -> PollLog:
-    """From a row of ``polls`` (every column; issue #14)."""
+    """From a row of ``polls`` (every column; issue #14); a repeat's URL and validators are
+    left for ``fill_repeats``."""
     counts = dict(part.split("=", 1) for part in (row.counts or "").split())
+    nxt = None if row.next_check_s is None else row.at + timedelta(seconds=row.next_check_s)
     return PollLog(
         at=row.at,
         status=row.status,
         http_status=row.http_status,
         duration_ms=row.duration_ms,
-        url=row.url,
+        url=row.url or "",
         redirects=tuple(row.redirects.split("\n")) if row.redirects else (),
         sent_etag=row.sent_etag,
         sent_last_modified=row.sent_last_modified,
         etag=row.etag,
         last_modified=row.last_modified,
         error=row.error,
-        next_check_at=row.next_check_at,
+        next_check_at=nxt,
         next_check_why=row.next_check_why,
         counts={name: int(value) for name, value in counts.items()},
+        repeat=row.url is None,
     )
+
+
+def fill_repeats(newest_first: list[PollLog], older: PollLog | None) -> tuple[PollLog, ...]:
+    """Repeats take the URL and validators of the poll before them (``older``: the newest
+    poll before these that kept its own); where none is known they stay empty."""
+    carried = older
+    filled: list[PollLog] = []
+    for poll in reversed(newest_first):
+        if poll.repeat and carried is not None:
+            url = carried.redirects[-1].split(" ", 1)[1] if carried.redirects else carried.url
+            poll = replace(poll, url=url, sent_etag=carried.etag,
+                           sent_last_modified=carried.last_modified, etag=carried.etag,
+                           last_modified=carried.last_modified)  # fmt: skip
+        elif not poll.repeat:
+            carried = poll
+        filled.append(poll)
+    return tuple(reversed(filled))

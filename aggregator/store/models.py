@@ -217,16 +217,19 @@ class PollRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     http_status: Mapped[int | None] = mapped_column(Integer)
     duration_ms: Mapped[int] = mapped_column(Integer)
-    url: Mapped[str] = mapped_column(Text)
+    # A repeat (a 304 that sent and got back the validators of the poll before, at the same
+    # URL: most polls) keeps none of the next five: they are the poll before's.
+    url: Mapped[str | None] = mapped_column(Text)
     redirects: Mapped[str | None] = mapped_column(Text)  # "301 https://..." per line
     sent_etag: Mapped[str | None] = mapped_column(Text)
     sent_last_modified: Mapped[str | None] = mapped_column(Text)
     etag: Mapped[str | None] = mapped_column(Text)
     last_modified: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
-    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_check_s: Mapped[int | None] = mapped_column(Integer)  # the next check, after ``at``
     next_check_why: Mapped[str | None] = mapped_column(Text)
     # What the poll stored (parsed polls only; NULL for 304s, unchanged bodies and failures).
     counts: Mapped[str | None] = mapped_column(Text)  # "new=1 updated=0 ..."
-
-    __table_args__ = (Index("ix_polls_source", "source_id", "id"),)
+    # No index but the primary key: rows are only ever appended (a warm tick adds one per
+    # source), and an index on the source would take an insert in a random place of it for
+    # each. `sources show` reads a source's newest rows from the end of the table.

@@ -19,11 +19,11 @@ from urllib.parse import quote
 
 from ..story import PollLog
 from ..types import SourceState
-from .convert import to_poll_log, to_state
+from .convert import fill_repeats, to_poll_log, to_state
 from .revision import HEAD_REVISION
 
 _DATETIMES = ("last_poll_at", "last_ok_at", "next_check_at")
-_POLL_DATETIMES = ("at", "next_check_at")
+_POLL_DATETIMES = ("at",)
 T = TypeVar("T")
 
 
@@ -81,7 +81,13 @@ def peek_polls(url: str, source_id: str, *, limit: int) -> tuple[PollLog, ...] |
     def read(connection: sqlite3.Connection) -> tuple[PollLog, ...]:
         query = "SELECT * FROM polls WHERE source_id = ? ORDER BY id DESC LIMIT ?"
         rows = connection.execute(query, (source_id, limit)).fetchall()
-        return tuple(to_poll_log(_row(row, _POLL_DATETIMES)) for row in rows)
+        if not rows:
+            return ()
+        before = ("SELECT * FROM polls WHERE source_id = ? AND id < ? AND url IS NOT NULL "
+                  "ORDER BY id DESC LIMIT 1")  # fmt: skip
+        older = connection.execute(before, (source_id, rows[-1]["id"])).fetchone()
+        polls = [to_poll_log(_row(row, _POLL_DATETIMES)) for row in rows]
+        return fill_repeats(polls, to_poll_log(_row(older, _POLL_DATETIMES)) if older else None)
 
     none: tuple[PollLog, ...] = ()
     return _peek(url, read, none)
