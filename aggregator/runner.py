@@ -84,6 +84,11 @@ class Deferred(Exception):
     """Not polled this tick (its host timed out, or the tick ran out of time): due again next."""
 
 
+class _Abandoned(Exception):
+    """The tick was asked to stop while this poll waited for its slot: it never begins (the
+    source stays due)."""
+
+
 class _Slot:
     """A request's place under the caps: its host's, then one of the tick's. A host that timed
     out earlier in the tick is not asked again: its sources are deferred."""
@@ -104,6 +109,10 @@ class _Slot:
         except BaseException:
             cap.release()
             raise
+        if run.stopping.is_set():  # it waited for a slot while the stop came: never begun
+            run.total.release()
+            cap.release()
+            raise _Abandoned
         why = run.why_not_now(self._host)
         if why is not None:
             run.total.release()
@@ -133,6 +142,7 @@ class TickRun:
     deadline: float | None = None  # ``clock()`` past which no new poll starts (deferred)
     clock: Callable[[], float] = time.monotonic
     gave_up: set[str] = field(default_factory=set)  # hosts that timed out in this tick
+    stopping: threading.Event = field(default_factory=threading.Event)  # the daemon's stop
     _records: list[PollRecord] = field(default_factory=list)
     _total: asyncio.Semaphore | None = None
     _host_caps: dict[str, asyncio.Semaphore] = field(default_factory=dict)
@@ -219,11 +229,13 @@ class TickRun:
         states: dict[str, PollState],
         *,
         workers: int,
-        stopping: threading.Event,
         drain_s: float,
     ) -> tuple[list[PollOutcome], int]:
         """Poll ``order`` with ``workers`` polls at a time; return the outcomes (as they came)
-        and how many sources were abandoned because the tick was asked to stop."""
+        and how many sources were abandoned because the tick was asked to stop: those not
+        begun (waiting for a slot, or not taken up yet) and, after ``drain_s``, those still in
+        flight."""
+        stopping = self.stopping
         todo = deque(order)
         outcomes: list[PollOutcome] = []
         cancelled = 0
@@ -237,6 +249,9 @@ class TickRun:
                 except asyncio.CancelledError:  # stopping, and the drain time is over
                     cancelled += 1
                     raise
+                except _Abandoned:
+                    cancelled += 1
+                    return
                 outcomes.append(outcome)
                 self.on_outcome(outcome)
 
@@ -260,6 +275,8 @@ class TickRun:
             outcome = await poll_source(source, state, self)
         except Deferred as exc:  # nothing was asked: the source stays due, polled next tick
             return _deferred(source.id, str(exc))
+        except _Abandoned:
+            raise
         except StoreError as exc:  # nothing was written: the source stays due, retried next tick
             return logged(PollOutcome(source.id, "failed", error=f"{source.id}: {exc}"))
         except Exception as exc:

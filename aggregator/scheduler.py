@@ -228,8 +228,7 @@ class Scheduler:
         size = run.parse_workers.size if run.parse_workers else 1
         pending = max(2 * config.poll.max_concurrency, 4 * size)
         workers = 1 if self.offline or self.ordered else config.poll.max_concurrency + pending
-        polls = run.run(order, states, workers=workers, stopping=self._stopping,
-                        drain_s=self.drain_s)  # fmt: skip
+        polls = run.run(order, states, workers=workers, drain_s=self.drain_s)
         future = _submit(loop, polls)
         writer = Writer(self.store, loop.loop)
         try:
@@ -265,6 +264,7 @@ class Scheduler:
             on_outcome=self._observe,
             deadline=self._deadline(),
             clock=self.monotonic,
+            stopping=self._stopping,
         )  # fmt: skip
 
     def _deadline(self) -> float | None:
