@@ -1,16 +1,20 @@
 """BENCH TOOL: a synthetic feed server on 127.0.0.1 for the benchmark (not part of the daemon).
 
     python bench/feedserver.py --port 0 --feeds N --entries 20 --entry-bytes 1500 --seed 1 \
-        --max-seconds 3600 [--gzip] [--latency-ms X]
+        --max-seconds 3600 [--gzip] [--latency-ms X] [--ignore-validators]
 
 Prints its bound port on the first stdout line, then serves:
 - ``GET /feed/{i}``: feed ``i`` as RSS 2.0 (i % 3 == 0), Atom 1.0 (1) or JSON Feed 1.1 (2),
   deterministic from (seed, i, the entries it has gained); strong ETag + Last-Modified, 304 on
-  ``If-None-Match`` / ``If-Modified-Since``; gzip when ``--gzip`` and the client accepts it.
+  ``If-None-Match`` / ``If-Modified-Since`` (unless validators are ignored: then every answer
+  is a 200 with the same body, as from a server without conditional GET); gzip when ``--gzip``
+  and the client accepts it.
 - ``POST /_churn?fraction=0.05&round=R[&entries=2]``: a deterministic ``fraction`` of the feeds
   (chosen from seed and R) gain ``entries`` new entries; each document keeps only its newest
   ``--entries``, so older ones drop off the end as in a real feed.
-- ``POST /_reset``: back to the initial world (round 0), request counts cleared.
+- ``POST /_validators?on=0|1``: ignore (0) or honour (1, the default) the request's validators.
+- ``POST /_reset``: back to the initial world (round 0), validators honoured unless
+  ``--ignore-validators``, request counts cleared.
 - ``GET /_stats[?reset=1]``: request counts by status, as JSON.
 
 Bounded: exits after ``--max-seconds`` and as soon as its parent process dies. 127.0.0.1 only.
@@ -183,6 +187,8 @@ class World:
     entry_bytes: int
     seed: int
     use_gzip: bool = False
+    ignore_validators: bool = False  # the start-up setting; ``validators`` is the current one
+    validators: bool = True
     gained: dict[int, int] = field(default_factory=dict)
     docs: dict[int, Doc] = field(default_factory=dict)
     counts: Counter[int] = field(default_factory=Counter)
@@ -190,6 +196,7 @@ class World:
 
     def __post_init__(self) -> None:
         self.sentences = _sentences(self.seed)
+        self.validators = not self.ignore_validators
 
     def build(self, feed: int) -> Doc:
         total = self.entries + self.gained.get(feed, 0)
@@ -226,6 +233,7 @@ class World:
             self.docs.pop(feed, None)
         self.gained.clear()
         self.counts.clear()
+        self.validators = not self.ignore_validators
         self.warm()
 
 
@@ -259,7 +267,7 @@ def make_app(world: World, *, latency_s: float) -> web.Application:
         gz = doc.gz is not None and "gzip" in request.headers.get("Accept-Encoding", "")
         etag = doc.etag[:-1] + '-gz"' if gz else doc.etag
         headers = {"ETag": etag, "Last-Modified": format_datetime(doc.last_modified, usegmt=True)}
-        if _not_modified(request, doc):
+        if world.validators and _not_modified(request, doc):
             world.counts[304] += 1
             return web.Response(status=304, headers=headers)
         world.counts[200] += 1
@@ -276,6 +284,10 @@ def make_app(world: World, *, latency_s: float) -> web.Application:
         )
         return web.json_response({"changed": len(chosen), "feeds": chosen})
 
+    async def validators(request: web.Request) -> web.Response:
+        world.validators = request.query.get("on", "1") != "0"
+        return web.json_response({"validators": world.validators})
+
     async def reset(request: web.Request) -> web.Response:
         world.reset()
         return web.json_response({"reset": True})
@@ -290,6 +302,7 @@ def make_app(world: World, *, latency_s: float) -> web.Application:
     app = web.Application()
     app.router.add_get("/feed/{i}", feed)
     app.router.add_post("/_churn", churn)
+    app.router.add_post("/_validators", validators)
     app.router.add_post("/_reset", reset)
     app.router.add_get("/_stats", stats)
     return app
@@ -305,7 +318,14 @@ async def _until_done(max_seconds: float) -> None:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    world = World(args.feeds, args.entries, args.entry_bytes, args.seed, use_gzip=args.gzip)
+    world = World(
+        args.feeds,
+        args.entries,
+        args.entry_bytes,
+        args.seed,
+        use_gzip=args.gzip,
+        ignore_validators=args.ignore_validators,
+    )
     world.warm()  # build every document before the first request, so fetches measure the client
     runner = web.AppRunner(make_app(world, latency_s=args.latency_ms / 1000), access_log=None)
     await runner.setup()
@@ -329,6 +349,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float, default=3600)
     p.add_argument("--gzip", action="store_true")
     p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument(
+        "--ignore-validators", action="store_true", help="answer every GET with 200, never 304"
+    )
     return p.parse_args(argv)
 
 

@@ -114,6 +114,45 @@ def http_floor(client: str, *, port: int, n: int, entries: int) -> dict[str, obj
     return result
 
 
+def poll_floor(*, port: int, n: int, entries: int, passes: int = 10) -> dict[str, object]:
+    """aiohttp on asyncio's loop: a cold pass, then ``passes`` conditional passes (all 304),
+    then ``passes`` with the server ignoring validators (all 200, the same bodies): the CPU
+    per request of a bare client loop, over as many requests as the daemon's window polls."""
+    urls = feed_urls(port, n)
+    result: dict[str, object] = {}
+
+    async def repeat(get: Get, etags: dict[str, str]) -> dict[str, object]:
+        statuses: Counter[int] = Counter()
+        with measure() as phase:
+            for _ in range(passes):
+                got, _, _ = await _get_all(get, urls, etags)
+                statuses.update(got)
+        phase.extra = {"statuses": dict(statuses), "entries": 0, "requests": n * passes}
+        per = phase.as_dict()
+        return per | {"passes": passes, "cpu_per_request_ms": 1000 * phase.cpu_s / (n * passes)}
+
+    async def run(get: Get) -> None:
+        _, _, etags = await _get_all(get, urls, {})
+        result["polls304"] = await repeat(get, etags)
+        _set_validators(port, on=False)
+        try:
+            result["polls200"] = await repeat(get, etags)
+        finally:
+            _set_validators(port, on=True)
+
+    asyncio.run(_with_aiohttp(run))
+    return result
+
+
+def _set_validators(port: int, *, on: bool) -> None:
+    """Make the feed server honour or ignore validators (``POST /_validators``)."""
+    import urllib.request
+
+    url = f"http://127.0.0.1:{port}/_validators?on={int(on)}"
+    with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=60) as resp:
+        resp.read()
+
+
 def fetch_bodies(port: int, n: int) -> list[bytes]:
     """Every feed's body, in order (not measured: the input of the parse floor)."""
     urls = feed_urls(port, n)

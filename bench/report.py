@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import sys
@@ -141,6 +142,62 @@ def long_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _at(xs: list[dict[str, Any]], key: str, *, rep: int) -> Any:
+    return xs[rep].get(key) if rep < len(xs) else None
+
+
+def outside_table(results: dict[str, Any]) -> str:
+    """Issue #16: every repetition of the daemon's CPU per warm poll and of the warm `once`."""
+    lines = [
+        "| N | rep | daemon ms CPU / poll, 304 | same, unchanged 200 | aiohttp ms CPU / 304 "
+        "| aiohttp / 200 | ratio 304 | ratio 200 | polls per tick | warm `once` N − 1: wall s "
+        "| CPU s | aiohttp warm pass: wall s | CPU s | `once` files rewritten |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, m in results.items():
+        d304, d200 = m.get("ours.daemon304", []), m.get("ours.daemon200", [])
+        f304, f200 = m.get("floor.aiohttp.polls304", []), m.get("floor.aiohttp.polls200", [])
+        once, warm = m.get("ours.once_warm_delta", []), m.get("floor.aiohttp.warm", [])
+        for rep in range(max(len(d304), len(once))):
+            at = functools.partial(_at, rep=rep)
+            ours304, ours200 = at(d304, "cpu_per_poll_ms"), at(d200, "cpu_per_poll_ms")
+            fl304, fl200 = at(f304, "cpu_per_request_ms"), at(f200, "cpu_per_request_ms")
+            r304 = ours304 / fl304 if ours304 and fl304 else None
+            r200 = ours200 / fl304 if ours200 and fl304 else None
+            lines.append(
+                f"| {n} | {rep + 1} | {_num(ours304)} | {_num(ours200)} | {_num(fl304)} "
+                f"| {_num(fl200)} | {_num(r304, 2)} | {_num(r200, 2)} "
+                f"| {_num(at(d304, 'polls_per_tick'), 0)} | {_num(at(once, 'wall_s'))} "
+                f"| {_num(at(once, 'cpu_s'))} | {_num(at(warm, 'wall_s'))} "
+                f"| {_num(at(warm, 'cpu_s'))} | {at(once, 'files_rewritten')} |"
+            )
+    return "\n".join(lines)
+
+
+def scale_table(results: dict[str, Any]) -> str:
+    """bench/scale.py: the cold ingest, the warm ticks and memory of one daemon over N sources."""
+    lines = [
+        "| N | cold ingest s (ticks) | cold peak RSS MB | warm tick median s | aiohttp warm pass s "
+        "(before, after) | warm peak RSS MB | peak PSS MB | RSS tick 1 → 5 → last MB "
+        "| DB MB per 1,000 entries | entries stored |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, m in results.items():
+        cold, long = m.get("ours.scale.cold"), m.get("ours.scale.long")
+        if not cold or not long or "db_entries" not in long[0]:
+            continue
+        c, r = cold[0], long[0]
+        rss, floors = r["rss_after_tick_mb"], [f["wall_s"] for f in m.get("floor.aiohttp.warm", [])]
+        lines.append(
+            f"| {n} | {c['wall_s']:.1f} ({c['ticks']}) | {c['rss_mb']:.0f} "
+            f"| {statistics.median(r['tick_wall_s']):.2f} "
+            f"| {', '.join(f'{x:.2f}' for x in floors)} | {r['peak_rss_warm_mb']:.0f} "
+            f"| {r['peak_pss_mb']:.0f} | {rss[0]:.0f} → {rss[min(4, len(rss) - 1)]:.0f} "
+            f"→ {rss[-1]:.0f} | {_num(r['db_mb_per_1000_entries'])} | {r['db_entries']:,} |"
+        )
+    return "\n".join(lines)
+
+
 def headline(summary: dict[str, dict[str, Any]]) -> str:
     lines = [
         "| N | scenario | ours median s | floor median s | reader median s | ours / floor "
@@ -191,6 +248,8 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         parts += [f"Errors: {'; '.join(errors)}\n" if errors else ""]
     parts += ["\n## Render of the merged outputs (limit 100, 4 formats)\n"]
     parts += [render_table(summary, results), "\n## Long daemon run\n", long_table(results)]
+    parts += ["\n## Measured from outside: `aggregator run` and `aggregator once` (issue #16)\n"]
+    parts += [outside_table(results), "\n## One node (bench/scale.py)\n", scale_table(results)]
     return "\n".join(parts) + "\n"
 
 

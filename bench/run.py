@@ -45,6 +45,10 @@ def worker(spec: dict[str, Any]) -> dict[str, object]:
         from floors import http_floor
 
         return http_floor(spec["client"], **common)
+    if kind == "floor_polls":
+        from floors import poll_floor
+
+        return poll_floor(**common, passes=spec["passes"])
     if kind == "floor_parse_insert":
         from floors import parse_insert_floor
 
@@ -54,6 +58,7 @@ def worker(spec: dict[str, Any]) -> dict[str, object]:
 
         return peer_update(**common, workdir=workdir)
     import ours
+    import outside
 
     if spec.get("pythonpath"):
         import aggregator
@@ -66,8 +71,10 @@ def worker(spec: dict[str, Any]) -> dict[str, object]:
         "ours_once": ours.ours_once,
         "ours_history": ours.ours_history,
         "ours_long": ours.ours_long,
+        "ours_daemon": outside.ours_daemon,
+        "ours_once_warm": outside.ours_once_warm,
     }
-    extra = {k: spec[k] for k in ("multiple", "ticks") if k in spec}
+    extra = {k: spec[k] for k in ("multiple", "ticks", "pairs") if k in spec}
     return scenarios[kind](**common, workdir=workdir, **extra)
 
 
@@ -200,6 +207,13 @@ def plan(args: argparse.Namespace, n: int, rep: int) -> list[dict[str, Any]]:
         specs += [
             {"kind": "ours_history", "name": f"ours.history{m}x", "multiple": m} for m in (1, 2)
         ]
+    if n in args.daemon_sizes:  # side by side: the floor's CPU per 304, then the daemon's
+        specs += [
+            {"kind": "floor_polls", "name": "floor.aiohttp", "passes": args.daemon_ticks},
+            {"kind": "ours_daemon", "name": "ours", "ticks": args.daemon_ticks},
+        ]
+    if n in args.once_sizes:
+        specs.append({"kind": "ours_once_warm", "name": "ours", "pairs": args.once_pairs})
     if rep == 0:
         specs.append({"kind": "ours_once", "name": "ours"})
         if not (args.quick and n >= args.large_from) and n in args.long_sizes:
@@ -247,6 +261,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--history-sizes", default="1000", help="N for the history-doubling churn")
     p.add_argument("--long-sizes", default="100,1000,10000", help="N for the 30-tick daemon run")
     p.add_argument("--long-ticks", type=int, default=30)
+    p.add_argument(
+        "--daemon-sizes", default="1000", help="N for `aggregator run` CPU per warm poll"
+    )
+    p.add_argument("--daemon-ticks", type=int, default=10, help="warm ticks measured per window")
+    p.add_argument("--once-sizes", default="1000", help="N for warm `once` minus `once` of 1")
+    p.add_argument("--once-pairs", type=int, default=3, help="(N, 1) pairs of warm `once`")
     p.add_argument("--entries", type=int, default=20, help="entries per feed")
     p.add_argument("--entry-bytes", type=int, default=1500, help="HTML content per entry")
     p.add_argument("--seed", type=int, default=1)
@@ -265,6 +285,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.sizes = [int(s) for s in str(args.sizes).split(",") if s]
     args.history_sizes = {int(s) for s in args.history_sizes.split(",") if s}
     args.long_sizes = {int(s) for s in args.long_sizes.split(",") if s}
+    args.daemon_sizes = {int(s) for s in args.daemon_sizes.split(",") if s}
+    args.once_sizes = {int(s) for s in args.once_sizes.split(",") if s}
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     return args
 
@@ -296,6 +318,7 @@ def run_all(args: argparse.Namespace, tree: str, argv: list[str] | None) -> None
     meta = {k: v for k, v in vars(args).items() if k not in ("one", "out", "pythonpath")}
     meta["aggregator"] = tree
     meta.update(history_sizes=sorted(args.history_sizes), long_sizes=sorted(args.long_sizes))
+    meta.update(daemon_sizes=sorted(args.daemon_sizes), once_sizes=sorted(args.once_sizes))
     meta.update(skip=sorted(args.skip), cores=os.cpu_count(), python=sys.version)
     given = argv if argv is not None else sys.argv[1:]
     meta["command"] = " ".join([".venv/bin/python bench/run.py", *given])
