@@ -25,7 +25,7 @@ from aggregator.store.leases import ClusterStore, SqlLeases
 from aggregator.store.write import ENTRIES, SOURCES
 from aggregator.types import StoreResult
 
-from .conftest import PG_URL
+from .conftest import pg_or_skip
 from .pgdb import fresh_database
 from .test_store import T0, WINDOW, Src, make, record
 
@@ -37,9 +37,7 @@ SRCS = [Src(f"{h[:2]}-{i}", f"https://{h}/feed/{i}") for h in HOSTS for i in ran
 @pytest.fixture
 def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
     request.applymarker(pytest.mark.postgres)
-    if not PG_URL:
-        pytest.skip("PostgreSQL not available: set AGGREGATOR_TEST_PG_URL (.ci/run does)")
-    with fresh_database(PG_URL) as url:
+    with fresh_database(pg_or_skip()) as url:
         yield url
 
 
@@ -239,3 +237,19 @@ def test_sqlite_stays_single_node_and_untouched(tmp_path: Path) -> None:
         assert conn.execute(text("select count(*) from hosts")).scalar() == 0
         assert conn.execute(text("select count(*) from cluster_state")).scalar() == 0
     store.close()
+
+
+def test_a_postgres_test_that_cannot_run_fails_when_postgres_is_required(tmp_path: Path) -> None:
+    """``.ci/run`` on a machine with PostgreSQL: its tests fail rather than skip (issue #17)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AGGREGATOR_REQUIRE_PG": "1", "AGGREGATOR_TEST_PG_URL": ""}
+    test = "tests/test_cluster.py::test_a_claimed_host_is_no_other_nodes_until_given_back"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stdout
+    assert "AGGREGATOR_REQUIRE_PG is set" in run.stdout

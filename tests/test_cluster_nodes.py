@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from .clusterkit import Feeds, Node, config_text, feeds, kill_all, scalar, start_nodes, wait_for
-from .conftest import PG_URL
+from .conftest import pg_or_skip
 from .pgdb import fresh_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -24,9 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    if not PG_URL:
-        pytest.skip("PostgreSQL not available: set AGGREGATOR_TEST_PG_URL (.ci/run does)")
-    with fresh_database(PG_URL) as url:
+    with fresh_database(pg_or_skip()) as url:
         yield url
 
 
