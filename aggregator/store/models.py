@@ -3,7 +3,8 @@
 Tables: ``sources`` (polling state, the schedule as data), ``entries`` (merged stories),
 ``items`` (one row per source that carried a story: the provenance and the dedup guarantee,
 unique on (source_id, key)), ``decisions`` (every non-trivial dedup/update verdict, for
-``explain``), ``polls`` (each poll's history, for ``sources show``; issue #14).
+``explain``), ``polls`` (each poll's history, for ``sources show``; issue #14), ``hosts`` and
+``cluster_state`` (several nodes on one PostgreSQL; issue #17).
 """
 
 from __future__ import annotations
