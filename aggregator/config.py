@@ -5,13 +5,15 @@ No I/O beyond reading the file and checking that fixtures exist; no clock.
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
+from .clusterconfig import DEFAULT_CLUSTER, ClusterConfig, build_cluster
 from .configcheck import (
     DEDUP_KEYS,
     EXPLAIN_KEYS,
@@ -146,6 +148,8 @@ class Config:
     outputs: tuple[OutputSpec, ...] = field(default=())
     retention: RetentionConfig = DEFAULT_RETENTION
     explain: ExplainConfig = ExplainConfig()
+    cluster: ClusterConfig = DEFAULT_CLUSTER
+    digest: str = ""  # of the file's bytes: nodes of a cluster compare theirs (issue #17)
 
     def source(self, source_id: str) -> SourceConfig:
         for source in self.sources:
@@ -348,6 +352,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     outputs = _build_outputs(data.get("outputs"), output, sources, problems)
     _check_intervals(sources, poll, problems)
     retention = build_retention(data.get("retention", {}), problems)
+    cluster = build_cluster(data.get("cluster", {}), storage.url, poll.timeout_s, problems)
     if problems.items:
         raise ConfigError(problems.items, path=str(path))
     return Config(
@@ -362,17 +367,20 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
         outputs=outputs,
         retention=retention,
         explain=ExplainConfig(**explain_raw),
+        cluster=cluster,
     )
 
 
 def load_config(path: Path) -> Config:
     """Read and validate the TOML file at ``path``."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError as exc:
         raise ConfigError([f"config file not found: {path}"], path=str(path)) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"cannot read config file: {exc}"], path=str(path)) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"not valid TOML: {exc}"], path=str(path)) from exc
-    return parse_config(data, path=path)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return replace(parse_config(data, path=path), digest=digest)

@@ -191,9 +191,10 @@ def check_writable(directory: Path, key: str, problems: Problems) -> None:
 
 TOP_KEYS = (
     "storage", "output", "dedup", "poll", "fetch", "server", "sources", "outputs", "retention",
-    "explain",
+    "explain", "cluster",
 )  # fmt: skip
 EXPLAIN_KEYS: dict[str, Check] = {"keep_days": is_non_negative_int}
+CLUSTER_KEYS: dict[str, Check] = {"enabled": is_bool, "lease": is_duration, "batch": is_pos_int}
 STORAGE_KEYS: dict[str, Check] = {"url": is_storage_url, "keep_removed": is_bool}
 POLL_KEYS: dict[str, Check] = {
     "interval": is_duration,

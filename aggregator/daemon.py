@@ -76,9 +76,10 @@ class Daemon:
             return False, "no tick yet"
         age = (datetime.now(UTC) - last).total_seconds()
         limit = max(3 * self.config.poll.tick_s, 60.0)
+        note = self.scheduler.work.note() if self.scheduler.work is not None else None
         if age > limit:
             return False, f"last tick {age:.0f}s ago (limit {limit:.0f}s)"
-        return True, f"last tick {age:.0f}s ago"
+        return True, f"last tick {age:.0f}s ago" + (f"; {note}" if note else "")
 
     def status(self) -> StatusReport:
         """What ``/status`` shows: this daemon's health and last tick, then every source."""

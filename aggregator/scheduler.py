@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Coroutine, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx
 
@@ -39,6 +39,9 @@ from .schedule import Planner
 from .store import Store
 from .types import PollOutcome, PollState
 from .workers import ParseWorkers
+
+if TYPE_CHECKING:
+    from .cluster import Work
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,7 @@ class Scheduler:
     _hosts: dict[str, str] = field(default_factory=dict)  # URL -> host, kept across ticks
     pruner: QuietPruner | None = None  # the daemon's: retention at a quiet moment (issue #15)
     history: HistoryPruner = field(default_factory=HistoryPruner)  # [explain] keep_days (#14)
+    work: Work | None = None  # several nodes on one database (issue #17); None: this node alone
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -95,6 +99,8 @@ class Scheduler:
         """Register the configured sources; new ones are due at once."""
         with self.store.transaction() as tx:
             tx.sync_sources(self.config.sources, now=self.clock())
+        if self.work is not None:
+            self.work.synced(self.config, now=self.clock())
 
     def stop(self) -> None:
         self._stopping.set()
@@ -135,6 +141,8 @@ class Scheduler:
                     orphans = tx.remove_sources(removed)
                     log.info("reload removed sources=%s entries_dropped=%d", ",".join(removed),
                              orphans)  # fmt: skip
+            if self.work is not None:
+                self.work.synced(config, now=self.clock())
             self._render_due = True
         return removed
 
@@ -184,9 +192,14 @@ class Scheduler:
         publisher = _Publisher(self, config)
         outcomes: Sequence[PollOutcome] = ()
         abandoned = 0
-        if order:
-            outcomes, abandoned = self._poll(config, now, order, states, publisher)
-        if publisher.changed or self._render_due:
+        try:
+            if order:
+                outcomes, abandoned = self._poll(config, now, order, states, publisher)
+        finally:
+            if self.work is not None:  # the hosts it claimed are free again
+                self.work.give_back(now)
+        elsewhere = self.work is not None and self.work.settle(now, changed=publisher.changed)
+        if publisher.changed or self._render_due or elsewhere:
             self._render_due = not publisher.publish()
         return TickReport(len(order), tuple(outcomes), tuple(publisher.renders), abandoned,
                           render_error=publisher.error)  # fmt: skip
@@ -196,7 +209,8 @@ class Scheduler:
     ) -> tuple[list[SourceConfig], dict[str, PollState]]:
         """The sources to poll, in the order to start them, and their stored poll state."""
         enabled = {s.id: s for s in config.enabled_sources if only is None or s.id in only}
-        states = self.store.due_states(now, among=list(enabled), force=force)
+        due_states = self.work.take if self.work else self.store.due_states  # issue #17
+        states = due_states(now, among=list(enabled), force=force)
         due = [s for i, s in enabled.items() if i in states]  # config order
         if self.offline or self.ordered:  # fixture runs and replays stay in config order
             return due, states
@@ -370,6 +384,10 @@ def build_scheduler(
     scheduler.tick_deadline_s = config.poll.tick_deadline_s
     if clock is not None:
         scheduler.clock = clock
+    if config.cluster.enabled and replay is None:
+        from .cluster import join_cluster
+
+        join_cluster(scheduler, config)
     return scheduler
 
 

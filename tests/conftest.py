@@ -51,8 +51,13 @@ def _reset_postgres(url: str) -> None:
     engine.dispose()
 
 
-def _pg_or_skip() -> str:
+def pg_or_skip() -> str:
+    """The test server's URL; without one, skip, unless ``AGGREGATOR_REQUIRE_PG`` is set
+    (``.ci/run`` sets it on a machine with PostgreSQL): then a PostgreSQL test that cannot run
+    fails (issue #17)."""
     if not PG_URL:
+        if os.environ.get("AGGREGATOR_REQUIRE_PG"):
+            pytest.fail("AGGREGATOR_REQUIRE_PG is set but AGGREGATOR_TEST_PG_URL is not")
         pytest.skip("PostgreSQL not available: set AGGREGATOR_TEST_PG_URL (.ci/run does)")
     return PG_URL
 
@@ -62,7 +67,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database URL: a temp SQLite file, or the test PostgreSQL wiped clean."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state' / 'test.db'}"
-    url = _pg_or_skip()
+    url = pg_or_skip()
     _reset_postgres(url)
     return url
 

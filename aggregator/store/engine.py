@@ -66,6 +66,9 @@ def schema_revisions(engine: Engine) -> tuple[str, ...]:
         return ()
 
 
+_MIGRATE = 0x61676772_6D696772  # the migrations' advisory lock: "aggrmigr" in ASCII
+
+
 def migrate(engine: Engine) -> None:
     """Run the Alembic migrations up to head (idempotent; Alembic only when one is due)."""
     if schema_revisions(engine) == (HEAD_REVISION,):
@@ -77,6 +80,8 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     try:
         with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":  # nodes starting together migrate once (#17)
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE})
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
     except SQLAlchemyError as exc:

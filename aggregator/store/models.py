@@ -3,7 +3,8 @@
 Tables: ``sources`` (polling state, the schedule as data), ``entries`` (merged stories),
 ``items`` (one row per source that carried a story: the provenance and the dedup guarantee,
 unique on (source_id, key)), ``decisions`` (every non-trivial dedup/update verdict, for
-``explain``), ``polls`` (each poll's history, for ``sources show``; issue #14).
+``explain``), ``polls`` (each poll's history, for ``sources show``; issue #14), ``hosts`` and
+``cluster_state`` (several nodes on one PostgreSQL; issue #17).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -119,6 +121,34 @@ class SourceRow(Base):
     ttl_s: Mapped[int | None] = mapped_column(Integer)  # the feed's own hints, kept for 304s
     skip_hours: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     skip_days: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    # The host this source is leased under when several nodes share the database (issue #17,
+    # ``store.leases``); NULL on SQLite.
+    host: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_sources_host_next", "host", "next_check_at"),)
+
+
+class HostRow(Base):
+    """A host's lease (issue #17): which node polls its sources now, and until when."""
+
+    __tablename__ = "hosts"
+
+    host: Mapped[str] = mapped_column(Text, primary_key=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ClusterStateRow(Base):
+    """Shared facts of a cluster (issue #17): ``config`` (the digest of the config last
+    synced, by which node, when) and ``outputs`` (``counter`` moves with every stored change)."""
+
+    __tablename__ = "cluster_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str | None] = mapped_column(Text)
+    counter: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    node: Mapped[str | None] = mapped_column(String(128))
+    at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class EntryRow(Base):

@@ -34,13 +34,17 @@ _POLL = [SOURCES.c[name] for name in POLL_COLUMNS]  # what a tick reads of each 
 class SqlStore:
     """``Store`` over one SQLAlchemy engine."""
 
+    # The unit of work's class: several nodes on one database decide entries one at a time
+    # (``store.leases.ClusterTransaction``, issue #17).
+    transaction_class: type[SqlTransaction] = SqlTransaction
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
         """``with store.transaction() as tx``: every write through ``tx`` commits, or none."""
-        tx = SqlTransaction(self.engine)
+        tx = self.transaction_class(self.engine)
         try:
             yield tx
         except BaseException as exc:
