@@ -31,7 +31,14 @@ from aiohttp.abc import AbstractResolver
 from .deadlines import Deadlines
 from .errors import FetchError
 from .netpolicy import DEFAULT_POLICY, NetPolicy
-from .transport import ACCEPT_ENCODING, CONFIGURED_URL, AiohttpTransport, Refused
+from .transport import (
+    ACCEPT_ENCODING,
+    CONFIGURED_URL,
+    AiohttpTransport,
+    Answer,
+    Refused,
+    decode_headers,
+)
 from .types import Fetched, utc_now
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -104,7 +111,7 @@ def _http_date(value: str | None) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-async def _read_capped(source_id: str, response: httpx.Response, max_bytes: int) -> bytes:
+async def _read_capped(source_id: str, response: Answer, max_bytes: int) -> bytes:
     """The body, decoded (gzip, deflate, br) and capped at ``max_bytes`` of DECODED bytes.
 
     Decoded here, not by httpx: its decoders inflate a whole network chunk at once, so a few KB
@@ -114,13 +121,13 @@ async def _read_capped(source_id: str, response: httpx.Response, max_bytes: int)
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise FetchError(source_id, f"body of {declared} bytes is over the {max_bytes}-byte cap")
-    if response.is_stream_consumed:  # built whole in memory, already decoded (MockTransport)
+    if response.content is not None:  # built whole in memory, already decoded (MockTransport)
         return _capped(source_id, response.content, max_bytes)
     decoders = [_decoder(e) for e in response.headers.get("content-encoding", "").split(",")]
     chunks: list[bytes] = []
     size = 0
     try:
-        async for raw in response.aiter_raw():
+        async for raw in response.raw_chunks():
             chunk = raw
             for decode in reversed(decoders):  # the last encoding applied comes off first
                 chunk = decode(chunk, max_bytes - size + 1)
@@ -180,15 +187,7 @@ def header_dict(response: httpx.Response) -> dict[str, str]:
     Read straight from the raw list: ``Headers.items()`` re-checks the encoding of every header
     on each call, a tenth of a warm poll's CPU time.
     """
-    raw = response.headers.raw
-    try:
-        pairs = [(k.decode().lower(), v.decode()) for k, v in raw]  # UTF-8 (ASCII included)
-    except UnicodeDecodeError:
-        pairs = [(k.decode("iso-8859-1").lower(), v.decode("iso-8859-1")) for k, v in raw]
-    out: dict[str, str] = {}
-    for key, value in pairs:
-        out[key] = f"{out[key]}, {value}" if key in out else value
-    return out
+    return decode_headers(response.headers.raw)
 
 
 def _check_scheme(source_id: str, url: str) -> None:
@@ -196,10 +195,10 @@ def _check_scheme(source_id: str, url: str) -> None:
         raise FetchError(source_id, f"refusing to fetch non-http(s) URL {url!r}")
 
 
-def _error_for(source_id: str, response: httpx.Response) -> FetchError:
-    status = response.status_code
+def _error_for(source_id: str, response: Answer) -> FetchError:
+    status = response.status
     wait = retry_after_s(response.headers.get("retry-after")) if status in (429, 503) else None
-    reason = "gone" if status == 410 else response.reason_phrase or "error"
+    reason = "gone" if status == 410 else response.reason or "error"
     return FetchError(source_id, f"HTTP {status} {reason}", status=status, retry_after_s=wait)
 
 
@@ -217,6 +216,9 @@ class Http:
 
     def __init__(self, transport: httpx.AsyncBaseTransport, *, user_agent: str) -> None:
         self.transport = transport
+        # The fast path (``transport.Answer`` straight from aiohttp) where the transport has
+        # it; any other transport's ``httpx.Response`` is wrapped (``Answer.of``).
+        self._answer = transport.answer if isinstance(transport, AiohttpTransport) else None
         self.headers = {
             "User-Agent": user_agent,
             "Accept": ACCEPT,
@@ -265,10 +267,12 @@ class Http:
 
     async def get(
         self, url: str, etag: str | None, last_modified: str | None, configured: str | None = None
-    ) -> httpx.Response:
+    ) -> Answer:
         """Send a conditional GET; the response's body is not read yet (``aclose`` it)."""
         request = self.request(url, etag, last_modified, configured)
-        return await self.transport.handle_async_request(request)
+        if self._answer is not None:
+            return await self._answer(request)
+        return Answer.of(await self.transport.handle_async_request(request))
 
     async def aclose(self) -> None:
         await self.transport.aclose()
@@ -326,21 +330,23 @@ async def _fetch(
         configured = None if current == origin else origin  # None: no extension to build
         resp = await http.get(current, etag, last_modified, configured)
         try:
-            if resp.has_redirect_location:
-                target = urljoin(current, resp.headers.get("location", ""))
-                all_permanent = all_permanent and resp.status_code in (301, 308)
+            status = resp.status
+            location = resp.redirect_to
+            if location is not None:
+                target = urljoin(current, location)
+                all_permanent = all_permanent and status in (301, 308)
                 permanent = target if all_permanent else None
-                hops.append(f"{resp.status_code} {target}")
+                hops.append(f"{status} {target}")
                 current = target
                 continue
-            if resp.status_code == 304:
-                return Fetched(source_id, current, 304, None, header_dict(resp), etag,
+            if status == 304:
+                return Fetched(source_id, current, 304, None, resp.headers, etag,
                                last_modified, permanent_url=permanent,
                                redirects=tuple(hops))  # fmt: skip
-            if resp.status_code != 200:
+            if status != 200:
                 raise _error_for(source_id, resp)
             body = await _read_capped(source_id, resp, max_bytes)
-            headers = header_dict(resp)
+            headers = resp.headers
             new_etag, new_modified = headers.get("etag"), headers.get("last-modified")
             http.prepare(current, new_etag, new_modified, configured)
             return Fetched(

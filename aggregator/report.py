@@ -75,9 +75,14 @@ class TickReport:
         """The one-line summary `aggregator once` ends with."""
         written = sum(len(r.written) for r in self.renders)
         unchanged = sum(len(r.unchanged) for r in self.renders)
+        outputs = (
+            f"{written} written, {unchanged} unchanged"
+            if self.renders or self.render_error
+            else "up to date (nothing rendered)"
+        )
         return (
             f"sources: {self.ok} ok, {self.failed} failed{self._deferred()}; "
             f"entries: {self.new} new, "
             f"{self.updated} updated, {self.duplicate} duplicate; "
-            f"outputs: {written} written, {unchanged} unchanged"
+            f"outputs: {outputs}"
         )

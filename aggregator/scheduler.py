@@ -33,6 +33,7 @@ from .pipeline import Fetcher
 from .prune import QuietPruner, run_prune
 from .publish import render_outputs
 from .render import RenderReport
+from .renderstamp import clear_stamp, is_current, write_stamp
 from .report import TickReport
 from .runner import Message, TickRun, Writer
 from .schedule import Planner
@@ -96,11 +97,14 @@ class Scheduler:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Register the configured sources; new ones are due at once."""
+        """Register the configured sources; new ones are due at once. The first tick renders
+        unless the outputs on disk already show what is stored (``renderstamp``)."""
         with self.store.transaction() as tx:
             tx.sync_sources(self.config.sources, now=self.clock())
         if self.work is not None:
             self.work.synced(self.config, now=self.clock())
+        if self._render_due and is_current(self.config, self.store.content_generation()):
+            self._render_due = False
 
     def stop(self) -> None:
         self._stopping.set()
@@ -331,12 +335,17 @@ class _Publisher:
     def publish(self) -> bool:
         """Render every output; False (logged, retried later) when one cannot be written."""
         self.last = time.monotonic()
+        store = self.scheduler.store
         try:
-            self.renders.extend(render_outputs(self.config, self.scheduler.store))
-        except (RenderError, StoreError) as exc:  # (reading the entries to render can fail too)
+            generation = store.content_generation()  # before: a change made meanwhile is due
+            clear_stamp(self.config)
+            renders = render_outputs(self.config, store)
+        except (RenderError, StoreError, OSError) as exc:  # (reading entries can fail too)
             log.error("render failed (old outputs kept, retried at the next tick): %s", exc)
             self.error = str(exc)
             return False
+        self.renders.extend(renders)
+        write_stamp(self.config, generation, renders)
         self.error = None
         self.scheduler.metrics.last_render.set(time.time())
         return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -41,6 +42,15 @@ class Seen:
     at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up (a pooled keep-alive connection closed, a cancelled fetch) is
+    not an error worth a traceback on stderr, where tests read what the CLI printed."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 class FeedServer:
     """Serves ``routes`` (path -> Route); thread-safe request log and in-flight counters."""
 
@@ -51,7 +61,7 @@ class FeedServer:
         self.max_in_flight = 0
         self._cond = threading.Condition()
         self.released = threading.Event()  # set at teardown: unblocks every blocked route
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd = _QuietServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(

@@ -75,7 +75,11 @@ def render_golden(workdir: Path) -> dict[str, bytes]:
     finally:
         store.close()
     out = config.output.dir
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    return {  # (not the render stamp, a dotfile: ``renderstamp``)
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import brotli
@@ -13,7 +14,8 @@ import httpx
 import pytest
 
 from aggregator.errors import FetchError
-from aggregator.fetch import fetch, make_http
+from aggregator.fetch import Http, fetch, make_http
+from aggregator.transport import decode_headers
 from aggregator.types import Fetched
 
 from .feedserver import FeedServer, Route, rss, running_feed_server
@@ -118,3 +120,78 @@ def test_transport_speaks_httpx_to_any_caller(server: FeedServer) -> None:
     response = asyncio.run(go())
     assert response.status_code == 200 and response.content == FEED
     assert response.headers["content-encoding"] == "gzip"
+
+
+# -- the fast path (``Answer`` straight from aiohttp, issue #16) equals the plain one -----------
+
+
+class _Plain(httpx.AsyncBaseTransport):
+    """The same aiohttp transport seen only through httpx's API: ``Http`` takes the plain path
+    (an ``httpx.Response``, wrapped by ``Answer.of``)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def both_ways(url: str, **kwargs: Any) -> tuple[Fetched | str, Fetched | str]:
+    """``fetch`` of ``url`` over the fast path and over the plain one: each Fetched, or the
+    text of the FetchError it raised."""
+
+    async def one(plain: bool) -> Fetched | str:
+        http = make_http(user_agent="ua")
+        if plain:
+            http = Http(_Plain(http.transport), user_agent="ua")
+        try:
+            got = await fetch(http, "s", url, **kwargs)
+        except FetchError as exc:
+            return f"{exc} status={exc.status} retry={exc.retry_after_s}"
+        else:  # (the server's Date may tick between the two)
+            return replace(got, headers={k: v for k, v in got.headers.items() if k != "date"})
+        finally:
+            await http.aclose()
+
+    async def go() -> tuple[Fetched | str, Fetched | str]:
+        return await one(plain=False), await one(plain=True)
+
+    return asyncio.run(go())
+
+
+FAST_AND_PLAIN = {
+    "200": Route(body=FEED, headers={"Cache-Control": "max-age=60", "X-Note": "café"}),
+    "gzip": Route(body=FEED * 50, gzip=True),
+    "redirected": Route(status=301, location="/moved"),
+    "found": Route(status=302, location="/moved"),
+    "gone": Route(status=410),
+    "slow down": Route(status=429, headers={"Retry-After": "3600"}),
+    "broken": Route(status=500),
+    "empty": Route(body=b""),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAST_AND_PLAIN))
+def test_the_fast_path_fetches_what_the_plain_path_does(server: FeedServer, name: str) -> None:
+    server.routes["/f"] = FAST_AND_PLAIN[name]
+    server.routes["/moved"] = Route(body=FEED)
+    fast, plain = both_ways(server.url("/f"))
+    assert fast == plain
+    if isinstance(fast, Fetched):
+        again_fast, again_plain = both_ways(server.url("/f"), etag=fast.etag,
+                                            last_modified=fast.last_modified)  # fmt: skip
+        assert again_fast == again_plain and again_fast.status == 304  # type: ignore[union-attr]
+
+
+def test_decode_headers_reads_raw_pairs_as_httpx_does() -> None:
+    raws = [
+        [(b"Content-Type", b"text/xml"), (b"Set-Cookie", b"a=1"), (b"set-cookie", b"b=2")],
+        [(b"X-Latin", "caf\u00e9".encode("latin-1")), (b"ETag", b'"x"')],
+        [(b"X-Utf8", "caf\u00e9".encode()), (b"X-Empty", b"")],
+        [],
+    ]
+    for raw in raws:
+        assert decode_headers(raw) == dict(httpx.Headers(raw).items())

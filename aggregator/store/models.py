@@ -139,8 +139,10 @@ class HostRow(Base):
 
 
 class ClusterStateRow(Base):
-    """Shared facts of a cluster (issue #17): ``config`` (the digest of the config last
-    synced, by which node, when) and ``outputs`` (``counter`` moves with every stored change)."""
+    """Shared facts: ``content`` (its ``counter`` is the content generation, on every database:
+    ``store.generation``, issue #16) and, for a cluster (issue #17), ``config`` (the digest of
+    the config last synced, by which node, when) and ``outputs`` (moves with every stored
+    change a node makes)."""
 
     __tablename__ = "cluster_state"
 

@@ -22,6 +22,7 @@ from ..types import (
     SourceState,
     StoredEntry,
 )
+from . import generation
 from .convert import POLL_COLUMNS, to_poll_state, to_state, to_stored
 from .tx import SqlTransaction, chunks, wrapped
 from .write import ENTRIES, ITEMS, SOURCES
@@ -73,6 +74,10 @@ class SqlStore:
         """Raise StoreError unless the database answers a trivial query."""
         with self._read() as conn:
             conn.execute(select(1))
+
+    def content_generation(self) -> int:
+        with self._read() as conn:
+            return generation.read(conn)
 
     # -- what a tick reads ------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from ..types import (
     PruneReport,
     StoreResult,
 )
+from . import generation
 from .bookkeeping import record_feed, record_polls
 from .history import log_polls, prune_history
 from .retention import forget_sources, prune, remember_dropped, tombstones
@@ -95,6 +96,7 @@ class SqlTransaction:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._conn: Connection | None = None
+        self.changes_outputs = False  # commits a new content generation (``store.generation``)
 
     @property
     def conn(self) -> Connection:
@@ -110,6 +112,8 @@ class SqlTransaction:
             return
         try:
             if commit:
+                if self.changes_outputs:
+                    generation.bump(conn)
                 conn.commit()
             else:
                 conn.rollback()
@@ -138,6 +142,7 @@ class SqlTransaction:
                 moved.append({"b_id": src.id, "b_url": src.url})
             if (row.title, row.group_name, row.enabled) != (src.title, src.group, src.enabled):
                 edited.append({"b_id": src.id, **{f"b_{k}": v for k, v in about.items()}})
+        self.changes_outputs |= bool(new or moved or edited)
         if new:
             self.conn.execute(insert(SOURCES), new)
         if moved:
@@ -158,6 +163,7 @@ class SqlTransaction:
         ids = list(source_ids)
         if not ids:
             return 0
+        self.changes_outputs = True
         self._reassign_primaries(ids)
         self.conn.execute(delete(ITEMS).where(ITEMS.c.source_id.in_(ids)))
         # What is still primary to a removed source had no other carrier.
@@ -221,6 +227,7 @@ class SqlTransaction:
     ) -> StoreResult:
         """Write one poll's verdicts and the source's new state."""
         result = apply_decisions(self.conn, source_id, decisions, record.at)
+        self.changes_outputs |= result.changes_outputs
         remember_dropped(self.conn, source_id, decisions, record.at)
         record_feed(self.conn, record)
         log_polls(self.conn, [record], result)  # the poll's history (issue #14)
@@ -228,7 +235,9 @@ class SqlTransaction:
 
     def prune(self, policy: PrunePolicy, *, dry_run: bool = False) -> PruneReport:
         """Retention (``store.retention``): prune behind tombstones, or count with ``dry_run``."""
-        return prune(self.conn, policy, dry_run=dry_run)
+        report = prune(self.conn, policy, dry_run=dry_run)
+        self.changes_outputs |= not dry_run and bool(report.items or report.entries)
+        return report
 
     def forget_history(self, before: datetime) -> tuple[int, int]:
         """Polls and verdicts older than ``before`` go; return how many of each (issue #14)."""
