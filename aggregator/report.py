@@ -2,10 +2,39 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
+from operator import attrgetter
 
 from .render import RenderReport
 from .types import PollOutcome
+
+_duration = attrgetter("duration_s")
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """The tick's outcomes counted, in one pass over them."""
+
+    ok: int = 0
+    failed: int = 0
+    not_modified: int = 0
+    new: int = 0
+    updated: int = 0
+    duplicate: int = 0
+
+    @classmethod
+    def of(cls, outcomes: tuple[PollOutcome, ...]) -> Tally:
+        by_status = Counter(o.status for o in outcomes)
+        new = updated = duplicate = 0
+        for o in outcomes:
+            r = o.result
+            if r.new or r.updated or r.duplicate:
+                new, updated, duplicate = new + r.new, updated + r.updated, duplicate + r.duplicate
+        return cls(ok=by_status["ok"] + by_status["not_modified"],
+                   failed=by_status["failed"] + by_status["gone"],
+                   not_modified=by_status["not_modified"], new=new, updated=updated,
+                   duplicate=duplicate)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +45,10 @@ class TickReport:
     abandoned: int = 0
     render_error: str | None = None  # the outputs could not be written (old ones kept)
     duration_s: float = 0.0  # the whole tick: polls, stores, renders
+    tally: Tally = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tally", Tally.of(self.outcomes))
 
     @property
     def rendered(self) -> bool:
@@ -23,16 +56,16 @@ class TickReport:
 
     @property
     def ok(self) -> int:
-        return sum(o.ok for o in self.outcomes)
+        return self.tally.ok
 
     @property
     def failed(self) -> int:
-        return sum(o.failed for o in self.outcomes)
+        return self.tally.failed
 
     @property
     def deferred(self) -> int:
         """Not polled this tick (host timed out, tick out of time): due again at the next."""
-        return len(self.outcomes) - self.ok - self.failed
+        return len(self.outcomes) - self.tally.ok - self.tally.failed
 
     @property
     def failures(self) -> tuple[PollOutcome, ...]:
@@ -40,22 +73,22 @@ class TickReport:
 
     @property
     def new(self) -> int:
-        return sum(o.result.new for o in self.outcomes)
+        return self.tally.new
 
     @property
     def updated(self) -> int:
-        return sum(o.result.updated for o in self.outcomes)
+        return self.tally.updated
 
     @property
     def duplicate(self) -> int:
-        return sum(o.result.duplicate for o in self.outcomes)
+        return self.tally.duplicate
 
     @property
     def not_modified(self) -> int:
-        return sum(o.status == "not_modified" for o in self.outcomes)
+        return self.tally.not_modified
 
     def log_line(self) -> str:
-        slowest = max(self.outcomes, key=lambda o: o.duration_s, default=None)
+        slowest = max(self.outcomes, key=_duration, default=None)
         slow = f" slowest={slowest.source_id}:{slowest.duration_s * 1000:.0f}ms" if slowest else ""
         return (
             f"tick due={self.due} ok={self.ok} not_modified={self.not_modified} "

@@ -24,6 +24,7 @@ from typing import TypeVar
 from .config import DedupConfig, SourceConfig
 from .errors import FetchError, ParseError, SourceError, StoreError
 from .fetchloop import host_of
+from .gate import Gate
 from .pipeline import Fetcher, Write, failed, logged, poll_source
 from .prepare import MAX_ENTRIES, Prepared, prepare
 from .schedule import Planner
@@ -102,26 +103,29 @@ class _Slot:
         run = self._run
         cap = run._host_caps.get(self._host)
         if cap is None:
-            cap = run._host_caps[self._host] = asyncio.Semaphore(run.per_host)
-        await cap.acquire()
-        try:
-            await run.total.acquire()
-        except BaseException:
-            cap.release()
-            raise
+            cap = run._host_caps[self._host] = Gate(run.per_host)
+        if not cap.take_now():
+            await cap.take()
+        total = run.total
+        if not total.take_now():
+            try:
+                await total.take()
+            except BaseException:
+                cap.give()
+                raise
         if run.stopping.is_set():  # it waited for a slot while the stop came: never begun
-            run.total.release()
-            cap.release()
+            total.give()
+            cap.give()
             raise _Abandoned
         why = run.why_not_now(self._host)
         if why is not None:
-            run.total.release()
-            cap.release()
+            total.give()
+            cap.give()
             raise Deferred(why)
 
     async def __aexit__(self, *exc: object) -> None:
-        self._run.total.release()
-        self._run._host_caps[self._host].release()
+        self._run.total.give()
+        self._run._host_caps[self._host].give()
 
 
 @dataclass
@@ -144,14 +148,14 @@ class TickRun:
     gave_up: set[str] = field(default_factory=set)  # hosts that timed out in this tick
     stopping: threading.Event = field(default_factory=threading.Event)  # the daemon's stop
     _records: list[PollRecord] = field(default_factory=list)
-    _total: asyncio.Semaphore | None = None
-    _host_caps: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    _total: Gate | None = None
+    _host_caps: dict[str, Gate] = field(default_factory=dict)
     _sending: list[Message] = field(default_factory=list)
 
     @property
-    def total(self) -> asyncio.Semaphore:
+    def total(self) -> Gate:
         if self._total is None:
-            self._total = asyncio.Semaphore(self.max_concurrency)
+            self._total = Gate(self.max_concurrency)
         return self._total
 
     def why_not_now(self, host: str) -> str | None:

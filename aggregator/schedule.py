@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -81,7 +81,8 @@ def plan_next(
         wait, why = floor_s, "min_interval"
     elif wait > ceiling_s:
         wait, why = ceiling_s, "max_interval"
-    wait += wait * jitter * _unit(key)
+    if jitter:
+        wait += wait * jitter * _unit(key)
     if retry_after_s:  # the server asked us to wait: said even when the back-off is longer
         asked = min(retry_after_s, MAX_RETRY_AFTER_S)
         wait, why = (asked, "retry-after") if asked >= wait else (wait, f"{why}, retry-after")
@@ -101,6 +102,10 @@ class Planner:
 
     poll: PollConfig
     now: datetime
+    _at: str = field(init=False, repr=False, compare=False)  # ``now`` in jitter keys
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_at", self.now.isoformat())  # once a tick, not once a poll
 
     def next_for(
         self,
@@ -114,7 +119,7 @@ class Planner:
         return plan_next(
             self.now,
             source.interval_s or self.poll.interval_s,
-            key=f"{source.id}@{self.now.isoformat()}",
+            key=f"{source.id}@{self._at}",
             floor_s=self.poll.min_interval_s,
             ceiling_s=self.poll.max_interval_s,
             jitter=self.poll.jitter,

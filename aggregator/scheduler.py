@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+METRICS_BATCH = 256  # polls counted into /metrics at a time (and at the end of each tick)
 POOL_MIN_SOURCES = 64  # smaller ticks prepare inline unless the workers already run
 T = TypeVar("T")
 
@@ -93,6 +94,7 @@ class Scheduler:
     pruner: QuietPruner | None = None  # the daemon's: retention at a quiet moment (issue #15)
     history: HistoryPruner = field(default_factory=HistoryPruner)  # [explain] keep_days (#14)
     work: Work | None = None  # several nodes on one database (issue #17); None: this node alone
+    _observed: list[PollOutcome] = field(default_factory=list)  # not yet in the metrics
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -255,7 +257,10 @@ class Scheduler:
             future.cancel()
             raise
         publisher.changed = publisher.changed or writer.changed
-        return future.result()
+        try:
+            return future.result()
+        finally:  # the polls are over: the rest of their counts (no race with the loop now)
+            self._flush_metrics()
 
     def _tick_run(
         self,
@@ -310,9 +315,18 @@ class Scheduler:
         return network_http(self.config)
 
     def _observe(self, outcome: PollOutcome) -> None:
-        self.metrics.observe_poll(outcome)
+        """After each poll (on the fetch loop): progress, and metrics in batches."""
+        observed = self._observed
+        observed.append(outcome)
+        if len(observed) >= METRICS_BATCH:
+            self._flush_metrics()
         if self.on_progress is not None:
             self.on_progress()
+
+    def _flush_metrics(self) -> None:
+        observed, self._observed = self._observed, []
+        if observed:
+            self.metrics.observe_polls(observed)
 
 
 @dataclass

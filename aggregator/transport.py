@@ -41,6 +41,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from .netpolicy import DEFAULT_POLICY, NetPolicy, literal_address, parse_address
+from .types import LowerHeaders
 
 CHUNK = 64 * 1024
 URL_CACHE = 100_000  # parsed URLs kept
@@ -112,7 +113,7 @@ def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportE
     return None
 
 
-def decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+def decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> LowerHeaders:
     """Raw header pairs as one dict, as ``dict(httpx.Headers(raw).items())`` gives it: names
     lower-cased, repeated headers joined with ", ", all decoded as UTF-8 or else all as
     ISO-8859-1."""
@@ -120,7 +121,7 @@ def decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
         pairs = [(k.decode().lower(), v.decode()) for k, v in raw]  # UTF-8 (ASCII included)
     except UnicodeDecodeError:
         pairs = [(k.decode("iso-8859-1").lower(), v.decode("iso-8859-1")) for k, v in raw]
-    out: dict[str, str] = {}
+    out = LowerHeaders()
     for key, value in pairs:
         out[key] = f"{out[key]}, {value}" if key in out else value
     return out
@@ -143,7 +144,7 @@ class Answer:
         self,
         status: int,
         reason: str,
-        headers: dict[str, str],
+        headers: LowerHeaders,
         chunks: Callable[[], AsyncIterator[bytes]],
         close: Callable[[], Awaitable[None]],
         content: bytes | None = None,

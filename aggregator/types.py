@@ -23,9 +23,18 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
+class LowerHeaders(dict[str, str]):
+    """Response headers whose names are lower-cased already (``transport.decode_headers``):
+    ``Fetched`` keeps them as they are instead of copying them once more per poll."""
+
+    __slots__ = ()
+
+
 def _lower_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    if type(headers) is LowerHeaders:
+        return headers
     # A plain dict, not a MappingProxyType: Fetched crosses process boundaries (pickle).
-    return {k.lower(): v for k, v in headers.items()}
+    return LowerHeaders((k.lower(), v) for k, v in headers.items())
 
 
 @dataclass(frozen=True, slots=True)

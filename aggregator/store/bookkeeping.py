@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, update
+from sqlalchemy import Connection, bindparam, func, literal_column, null, update
 
 from ..types import PollRecord
 from .bulk import BulkExecute
 from .convert import dumps
-from .write import CHUNK, SOURCES
+from .write import SOURCES
 
 
 def _ok_values(r: PollRecord) -> dict[str, Any]:
@@ -97,28 +96,15 @@ def record_polls(conn: Connection, records: Sequence[PollRecord]) -> None:
 def _write_304(conn: Connection, records: Sequence[PollRecord]) -> None:
     """Plain 304s: the poll's status and times, the validators sent; the body hash stays.
 
-    What they share (status, time of the poll) is one UPDATE ... WHERE id IN (...) per chunk;
-    the rest (``next_check_at`` is jittered per source) is written row by row. The warm tick's
-    bookkeeping is most of its database time.
+    One UPDATE per source (``next_check_at`` is jittered per source), what every plain 304
+    shares written into the statement itself: each source's row is rewritten once (issue #16;
+    it was an UPDATE ... WHERE id IN (...) for the shared columns, then one per source).
     """
-    by_at: dict[datetime, list[PollRecord]] = {}
-    for r in records:
-        by_at.setdefault(r.at, []).append(r)
-    for at, group in by_at.items():
-        ids = [r.source_id for r in group]
-        for start in range(0, len(ids), CHUNK):
-            stmt = update(SOURCES).where(SOURCES.c.id.in_(ids[start : start + CHUNK]))
-            conn.execute(
-                stmt.values(
-                    status="not_modified", http_status=304, last_poll_at=at, last_ok_at=at,
-                    failures=0, last_error=None,
-                )
-            )  # fmt: skip
-    _304_NEXT.run(
+    _304.run(
         conn,
         [
-            {"b_id": r.source_id, "b_next": r.next_check_at, "b_why": r.next_check_why,
-             "b_etag": r.etag, "b_last_modified": r.last_modified}
+            {"b_id": r.source_id, "b_at": r.at, "b_next": r.next_check_at,
+             "b_why": r.next_check_why, "b_etag": r.etag, "b_last_modified": r.last_modified}
             for r in records
         ],
     )  # fmt: skip
@@ -126,8 +112,14 @@ def _write_304(conn: Connection, records: Sequence[PollRecord]) -> None:
 
 # A warm tick runs it for every source: SQLAlchemy's per-row parameter handling would cost more
 # than SQLite's own work does for it, hence ``BulkExecute``.
-_304_NEXT = BulkExecute(
+_304 = BulkExecute(
     _source_update(
+        status=literal_column("'not_modified'"),
+        http_status=literal_column("304"),
+        failures=literal_column("0"),
+        last_error=null(),
+        last_poll_at=bindparam("b_at"),
+        last_ok_at=bindparam("b_at"),
         next_check_at=bindparam("b_next"),
         next_check_why=bindparam("b_why"),
         etag=bindparam("b_etag"),

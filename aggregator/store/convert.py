@@ -38,6 +38,9 @@ def entry_values(entry: Entry) -> dict[str, Any]:
     }
 
 
+NO_HINTS = FeedHints()
+
+
 def _int_list(value: str | None) -> tuple[int, ...]:
     return tuple(json.loads(value)) if value and value != "[]" else ()
 
@@ -78,7 +81,10 @@ POLL_COLUMNS = (
 def to_poll_state(row: Sequence[Any]) -> PollState:
     """From a row of ``POLL_COLUMNS``."""
     source_id, url, etag, last_modified, body_hash, failures, ttl_s, hours, days = row
-    hints = FeedHints(ttl_s, _int_list(hours), _int_list(days))
+    if ttl_s is None and hours == days == "[]":  # most feeds: no hints (one shared object)
+        hints = NO_HINTS
+    else:
+        hints = FeedHints(ttl_s, _int_list(hours), _int_list(days))
     return PollState(source_id, url, etag, last_modified, body_hash, failures, hints)
 
 

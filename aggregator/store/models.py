@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -125,7 +126,13 @@ class SourceRow(Base):
     # ``store.leases``); NULL on SQLite.
     host: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_sources_host_next", "host", "next_check_at"),)
+    # Partial: a single node (host NULL) keeps it empty, and pays nothing for it when every
+    # poll moves next_check_at (issue #16).
+    __table_args__ = (
+        Index("ix_sources_host_next", "host", "next_check_at",
+              sqlite_where=text("host IS NOT NULL"),
+              postgresql_where=text("host IS NOT NULL")),
+    )  # fmt: skip
 
 
 class HostRow(Base):

@@ -25,7 +25,10 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("sources", sa.Column("host", sa.Text(), nullable=True))
-    op.create_index("ix_sources_host_next", "sources", ["host", "next_check_at"], unique=False)
+    # Partial: on a single node (host NULL) it stays empty and costs no poll anything.
+    op.create_index("ix_sources_host_next", "sources", ["host", "next_check_at"], unique=False,
+                    sqlite_where=sa.text("host IS NOT NULL"),
+                    postgresql_where=sa.text("host IS NOT NULL"))  # fmt: skip
     op.create_table(
         "hosts",
         sa.Column("host", sa.Text(), nullable=False),
