@@ -45,7 +45,10 @@ def _parser() -> argparse.ArgumentParser:
         help=f"config file (default: $AGGREGATOR_CONFIG, else {DEFAULT_PATH})",
     )
     parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+        "--log-level",
+        default=None,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="overrides the config's [log] level (default INFO)",
     )
     parser.add_argument("--traceback", action="store_true", help="show the traceback of a failure")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -204,7 +207,9 @@ def _cmd_prune(config: Config, *, dry_run: bool) -> int:
     return 0
 
 
-def _cmd_run(config: Config, offline: bool, replay: Path | None = None) -> int:
+def _cmd_run(
+    config: Config, offline: bool, replay: Path | None = None, *, follow_log_level: bool = True
+) -> int:
     from .daemon import Daemon, run_daemon  # APScheduler and the server: only for the daemon
     from .metrics import Metrics
     from .recording import load_recording
@@ -215,7 +220,8 @@ def _cmd_run(config: Config, offline: bool, replay: Path | None = None) -> int:
     replayer = Replayer(load_recording(replay)) if replay is not None else None
     store = open_store(config.storage.url)
     notifier = Notifier()
-    daemon = Daemon(config, store, Metrics(), notifier, offline=offline, replay=replayer)
+    daemon = Daemon(config, store, Metrics(), notifier, offline=offline, replay=replayer,
+                    follow_log_level=follow_log_level)  # fmt: skip
     try:
         return run_daemon(daemon)
     finally:
@@ -230,6 +236,8 @@ def _cmd_run(config: Config, offline: bool, replay: Path | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     path = _config_path(args.config)
     config = load_config(path)
+    if args.log_level is None:  # --log-level wins over the config's [log] level
+        logging.getLogger().setLevel(config.log_level)
     command = args.command
     if command == "check":
         return _cmd_check(config)
@@ -253,7 +261,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .cli_sources import run_command
 
         return run_command(config, path, args)
-    return _cmd_run(config, args.offline, args.replay)
+    return _cmd_run(config, args.offline, args.replay, follow_log_level=args.log_level is None)
 
 
 def _exit_status(exc: AggregatorError) -> int:
@@ -266,10 +274,11 @@ def _exit_status(exc: AggregatorError) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level,
+        level=args.log_level or "INFO",  # until the config is read: its [log] level then
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    logging.getLogger().setLevel(args.log_level or "INFO")  # (basicConfig may be a no-op)
     for noisy in ("alembic", "apscheduler", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     traceback = args.traceback or args.log_level == "DEBUG"

@@ -19,6 +19,7 @@ from .configcheck import (
     EXPLAIN_KEYS,
     FETCH_KEYS,
     FORMATS,
+    LOG_KEYS,
     OUTPUT_KEYS,
     OUTPUTS_KEYS,
     POLL_KEYS,
@@ -150,6 +151,7 @@ class Config:
     explain: ExplainConfig = ExplainConfig()
     cluster: ClusterConfig = DEFAULT_CLUSTER
     digest: str = ""  # of the file's bytes: nodes of a cluster compare theirs (issue #17)
+    log_level: str = "INFO"  # [log] level; `--log-level` overrides it (issue #16)
 
     def source(self, source_id: str) -> SourceConfig:
         for source in self.sources:
@@ -339,6 +341,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     output_raw = check_table(data.get("output", {}), "output", OUTPUT_KEYS, problems)
     dedup_raw = check_table(data.get("dedup", {}), "dedup", DEDUP_KEYS, problems)
     explain_raw = check_table(data.get("explain", {}), "explain", EXPLAIN_KEYS, problems)
+    log_raw = check_table(data.get("log", {}), "log", LOG_KEYS, problems)
     poll = _build_poll(check_table(data.get("poll", {}), "poll", POLL_KEYS, problems), problems)
     fetch = _build_fetch(check_table(data.get("fetch", {}), "fetch", FETCH_KEYS, problems))
     server = _build_server(check_table(data.get("server", {}), "server", SERVER_KEYS, problems))
@@ -368,6 +371,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
         retention=retention,
         explain=ExplainConfig(**explain_raw),
         cluster=cluster,
+        log_level=str(log_raw.get("level", "INFO")).upper(),
     )
 
 

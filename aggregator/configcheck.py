@@ -49,6 +49,14 @@ def is_pos_num(v: Any) -> str | None:
     return None if ok else "must be a positive number"
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def is_log_level(v: Any) -> str | None:
+    ok = isinstance(v, str) and v.upper() in LOG_LEVELS
+    return None if ok else f"must be one of {', '.join(LOG_LEVELS)}"
+
+
 def is_bool(v: Any) -> str | None:
     return None if isinstance(v, bool) else "must be true or false"
 
@@ -191,8 +199,9 @@ def check_writable(directory: Path, key: str, problems: Problems) -> None:
 
 TOP_KEYS = (
     "storage", "output", "dedup", "poll", "fetch", "server", "sources", "outputs", "retention",
-    "explain", "cluster",
+    "explain", "cluster", "log",
 )  # fmt: skip
+LOG_KEYS: dict[str, Check] = {"level": is_log_level}
 EXPLAIN_KEYS: dict[str, Check] = {"keep_days": is_non_negative_int}
 CLUSTER_KEYS: dict[str, Check] = {"enabled": is_bool, "lease": is_duration, "batch": is_pos_int}
 STORAGE_KEYS: dict[str, Check] = {"url": is_storage_url, "keep_removed": is_bool}

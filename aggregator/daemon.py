@@ -51,6 +51,7 @@ class Daemon:
     offline: bool = False
     replay: Replay | None = None  # `run --replay DIR`: each tick plays a recorded round (#14)
     load: Callable[[Path], Config] = load_config
+    follow_log_level: bool = True  # a reload applies [log] level (not when --log-level says)
 
     def __post_init__(self) -> None:
         self.scheduler = build_scheduler(
@@ -196,6 +197,8 @@ class Daemon:
             self.notifier.ready(status="reload rejected: config invalid, old config kept")
             return
         self._warn_restart_only(config)
+        if self.follow_log_level:
+            logging.getLogger().setLevel(config.log_level)
         removed = self.scheduler.reload(config)
         self.config = config
         self._sync_pinger()

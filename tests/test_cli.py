@@ -104,3 +104,67 @@ def test_workers_re_importing_the_console_script_do_not_load_the_cli() -> None:
     assert done.stdout.strip() == "[]"
     ran = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
     assert ran.stdout.strip()  # and the script itself still runs the CLI
+
+
+def test_log_level_from_the_config_and_the_flag_wins(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[log] level quiets the poll lines; --log-level overrides it (issue #16)."""
+    import logging
+
+    root = logging.getLogger()
+    before = root.level
+    try:
+        cfg.write_text(cfg.read_text(encoding="utf-8") + '\n[log]\nlevel = "warning"\n',
+                       encoding="utf-8")  # fmt: skip
+        assert main(["-c", str(cfg), "once", "--offline"]) in (0, 1)
+        assert root.level == logging.WARNING
+        err = capsys.readouterr().err
+        assert "poll source=" not in err and "reuters-broken" in err  # failures still show
+        assert main(["-c", str(cfg), "--log-level", "DEBUG", "check"]) == 0
+        assert root.level == logging.DEBUG
+    finally:
+        root.setLevel(before)
+
+
+def test_a_bad_log_level_is_named(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg.write_text(cfg.read_text(encoding="utf-8") + '\n[log]\nlevel = "loud"\ncolour = 1\n',
+                   encoding="utf-8")  # fmt: skip
+    assert main(["-c", str(cfg), "check"]) == 2
+    err = capsys.readouterr().err
+    assert "log.level: must be one of DEBUG, INFO, WARNING, ERROR" in err
+    assert "log.colour" in err
+
+
+def test_a_reload_applies_the_new_log_level_unless_the_flag_set_it(cfg: Path) -> None:
+    import logging
+
+    from aggregator.config import load_config
+    from aggregator.daemon import Daemon
+    from aggregator.metrics import Metrics
+    from aggregator.store import open_store
+    from aggregator.systemd import Notifier
+
+    text = cfg.read_text(encoding="utf-8").replace("[server]\n", "[server]\nenabled = false\n")
+    cfg.write_text(text, encoding="utf-8")
+    root = logging.getLogger()
+    before = root.level
+    config = load_config(cfg)
+    store = open_store(config.storage.url)
+    try:
+        for follow, want in ((True, logging.ERROR), (False, logging.INFO)):
+            root.setLevel(logging.INFO)
+            cfg.write_text(text, encoding="utf-8")
+            daemon = Daemon(config, store, Metrics(), Notifier(env={}), offline=True,
+                            follow_log_level=follow)  # fmt: skip
+            daemon.start()
+            try:
+                cfg.write_text(text + '\n[log]\nlevel = "error"\n', encoding="utf-8")
+                daemon.reload()
+                assert root.level == want
+            finally:
+                daemon.stop()
+                daemon.scheduler.close()
+    finally:
+        store.close()
+        root.setLevel(before)
