@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -92,3 +93,13 @@ def memory_store() -> Iterator[SqlStore]:
     s = open_store("sqlite://")
     yield s
     s.close()
+
+
+@pytest.fixture(autouse=True)
+def _root_log_level() -> Iterator[None]:
+    """``cli.main`` sets the root logger's level (``--log-level``, ``[log] level``): keep one
+    test's level from silencing the next one's ``caplog``."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)

@@ -256,8 +256,8 @@ def test_discovery_is_held_to_the_ssrf_policy(
             page('<link rel="alternate" type="application/rss+xml" href="http://10.0.0.7/f">'),
             content_type=HTML,
         )
-        caplog.set_level("INFO")
-        code, _, err = run(cfg, capsys, "sources", "add", srv.url("/"))
+        code = main(["-c", str(cfg), "--log-level", "INFO", "sources", "add", srv.url("/")])
+        err = capsys.readouterr().err
     assert code == 1
     assert "discover url=http://10.0.0.7/f found=no error='refused: " in caplog.text
     assert err.splitlines()[-1].startswith(f"error: no feed found at {srv.url('/')}")
