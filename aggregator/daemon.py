@@ -40,6 +40,24 @@ STOP_GRACE_S = 10.0
 PROGRESS_PING_S = 10.0
 
 
+class _TickOverruns(logging.Filter):
+    """APScheduler warns at every ``tick`` interval while a tick runs longer than that ("...
+    skipped: maximum number of running instances reached"): a line a second in the journal
+    during a long tick. That is expected here (the next tick starts when this one ends, and
+    the tick's own line gives its ``duration_ms``), so those lines are dropped; every other
+    APScheduler warning stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in str(record.msg)
+
+
+TICK_OVERRUNS = _TickOverruns()
+
+
+def quiet_tick_overruns() -> None:
+    logging.getLogger("apscheduler.scheduler").addFilter(TICK_OVERRUNS)  # (once: idempotent)
+
+
 @dataclass
 class Daemon:
     """Wires the scheduler, the server and the signals together for one process."""
@@ -159,6 +177,7 @@ class Daemon:
             )
             host, port = self.server.server_address[:2]
             log.info("serving %s on http://%s:%s/", self.config.output.dir, host, port)
+        quiet_tick_overruns()
         self._apscheduler.add_job(
             self._tick_job,
             IntervalTrigger(seconds=self.config.poll.tick_s, timezone=UTC),

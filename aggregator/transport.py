@@ -129,7 +129,7 @@ def decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> LowerHeaders:
 
 class Answer:
     """A response as ``fetch`` reads it, without building an ``httpx.Response`` (issue #16:
-    that, its ``Headers`` and its ``aclose`` were a tenth of a warm poll's CPU time).
+    that, its ``Headers`` and its ``aclose`` cost about 3 % of a warm poll's instructions).
 
     ``status``, ``reason``, ``headers`` (``decode_headers``), the body as it came (still
     encoded) from ``raw_chunks()``, or whole and decoded in ``content`` when the response was

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -134,3 +135,22 @@ def test_run_serves_reloads_and_stops(tmp_path: Path, server: FeedServer) -> Non
     assert "poll source=beta status=ok http=200 new=1" in text
     assert "reload rejected: poll.interval" in text
     assert server.count("/alpha") == 1  # not polled again before its interval
+
+
+def test_apscheduler_overrun_warnings_are_dropped_and_others_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A tick longer than the tick interval made APScheduler warn once a second (issue #16)."""
+    from aggregator.daemon import quiet_tick_overruns
+
+    quiet_tick_overruns()
+    quiet_tick_overruns()  # idempotent
+    aps = logging.getLogger("apscheduler.scheduler")
+    assert len(aps.filters) == len(set(map(id, aps.filters)))
+    with caplog.at_level(logging.WARNING, logger="apscheduler.scheduler"):
+        aps.warning('Execution of job "%s" skipped: maximum number of running instances '
+                    "reached (%d)", "Daemon._tick_job", 1)  # fmt: skip
+        aps.warning('Run time of job "%s" was missed by %s', "Daemon._tick_job", "0:00:03")
+    assert [r.getMessage() for r in caplog.records] == [
+        'Run time of job "Daemon._tick_job" was missed by 0:00:03'
+    ]
