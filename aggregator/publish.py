@@ -133,6 +133,20 @@ def visible_entries(store: Reader, ids: list[str], spec: OutputSpec) -> tuple[St
         asked *= 4
 
 
+ARCHIVE_READ_PAGES = 50  # archive pages read in one query (50 x 100 entries in memory at most)
+
+
+def _runs(pages: list[int], most: int) -> list[list[int]]:
+    """``pages`` (ascending) cut into runs of consecutive numbers, ``most`` pages at most."""
+    runs: list[list[int]] = []
+    for page in pages:
+        if runs and page == runs[-1][-1] + 1 and len(runs[-1]) < most:
+            runs[-1].append(page)
+        else:
+            runs.append([page])
+    return runs
+
+
 def _archive(
     config: Config, store: Reader, channel: Channel, ids: list[str], hide: Filters = NO_FILTERS
 ) -> tuple[RenderReport, int]:
@@ -140,18 +154,28 @@ def _archive(
 
     A page on disk is never rewritten: archive documents must not change (RFC 5005 section 4),
     even when an entry on them is updated later; the current document carries the update.
+    Pages missing one after another are read together, ``ARCHIVE_READ_PAGES`` at a time (one
+    query each, not one per page: a first render of a large store writes hundreds of pages,
+    and each query pays for its offset; issue #16).
     """
     size = config.output.archive_page_size
     count = full_pages(store.count_entries(ids), size) if ids else 0
     written: list[str] = []
     unchanged: list[str] = []
+    missing: list[int] = []
     for page in range(1, count + 1):
         rel = archive_path(channel, page)
         if (config.output.dir / rel).is_file():
             unchanged.append(rel)
-            continue
-        entries = store.entries_by_arrival(ids, offset=(page - 1) * size, limit=size)
-        entries = tuple(e for e in entries if hide.drops(e) is None)  # the output's rules
-        write_file(config.output.dir, rel, render_archive_page(channel, entries, page))
-        written.append(rel)
+        else:
+            missing.append(page)
+    for run in _runs(missing, ARCHIVE_READ_PAGES):
+        first = run[0]
+        read = store.entries_by_arrival(ids, offset=(first - 1) * size, limit=len(run) * size)
+        for page in run:
+            start = (page - first) * size
+            entries = tuple(e for e in read[start : start + size] if hide.drops(e) is None)
+            rel = archive_path(channel, page)
+            write_file(config.output.dir, rel, render_archive_page(channel, entries, page))
+            written.append(rel)
     return RenderReport(written=tuple(written), unchanged=tuple(unchanged)), count

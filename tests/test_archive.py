@@ -154,3 +154,35 @@ def test_store_reads_entries_in_arrival_order(kit: SiteKit) -> None:
         assert store.entries_by_arrival(["nope"], offset=0, limit=5) == ()
     finally:
         store.close()
+
+
+def test_pages_read_together_equal_pages_read_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first render reads missing pages in runs (issue #16); every page is byte for byte the
+    page a query of its own gives, across runs of every length, with gaps on disk."""
+    from aggregator import publish
+
+    kit = SiteKit(tmp_path)
+    kit.feed("a", "Source A", items("a", 23))
+    kit.write_config([("a", None)], output="limit = 4\narchive_page_size = 2")
+    out = run(kit)  # 11 full pages, read in runs
+    pages = out / "archive" / "all"
+    together = {p.name: p.read_bytes() for p in pages.iterdir()}
+    assert len(together) == 11
+    for name in ("1.atom", "4.atom", "5.atom", "11.atom"):  # gaps: runs start mid-archive
+        (pages / name).unlink()
+    monkeypatch.setattr(publish, "ARCHIVE_READ_PAGES", 1)  # one query per page, as before
+    run(kit, hours=1)
+    assert {p.name: p.read_bytes() for p in pages.iterdir()} == together
+    shutil.rmtree(pages)
+    monkeypatch.setattr(publish, "ARCHIVE_READ_PAGES", 3)
+    run(kit, hours=2)
+    assert {p.name: p.read_bytes() for p in pages.iterdir()} == together
+
+
+def test_runs_cut_consecutive_pages() -> None:
+    from aggregator.publish import _runs
+
+    assert _runs([1, 2, 3, 5, 6, 9], 2) == [[1, 2], [3], [5, 6], [9]]
+    assert _runs([], 5) == []
