@@ -62,7 +62,6 @@ class Leases(Protocol):
     def release(self, now: datetime) -> int: ...
     def sync_hosts(self, host_of: Callable[[str], str]) -> int: ...
     def record_config(self, digest: str, now: datetime) -> None: ...
-    def bump_outputs(self, now: datetime) -> int: ...
     def view(self) -> ClusterView: ...
 
 
@@ -73,14 +72,14 @@ def node_id() -> str:
 
 @dataclass
 class ClusterWork:
-    """One node's share of the work: leases on due hosts, the outputs counter, config drift."""
+    """One node's share of the work: leases on due hosts, the content generation, config drift."""
 
     leases: Leases
     lease_s: float
     batch: int
     digest: str = ""
     drift: str | None = None
-    _seen: int | None = None  # the outputs counter this node last rendered (or stored) at
+    _seen: int | None = None  # the content generation this node last rendered (or stored) at
     _wanted: bool = False
 
     def synced(self, config: Config, *, now: datetime) -> None:
@@ -109,7 +108,7 @@ class ClusterWork:
 
     def settle(self, now: datetime, *, changed: bool) -> bool:
         if changed:  # the others re-render at their next tick; this node renders now
-            self._seen = self.leases.bump_outputs(now)
+            self._seen = self.leases.view().outputs  # (its own commits moved the generation)
         wanted, self._wanted = self._wanted, False
         return wanted
 

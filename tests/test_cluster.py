@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from aggregator.cluster import ClusterWork
-from aggregator.config import parse_config
+from aggregator.config import SourceConfig, parse_config
 from aggregator.errors import ConfigError
 from aggregator.fetchloop import host_of
 from aggregator.process import decide
@@ -198,6 +198,8 @@ def test_a_node_renders_once_when_another_stored_changes(store: SqlStore) -> Non
         work.take(T0, among=[], force=False)
         work.settle(T0, changed=False)
     a.take(T0, among=[], force=False)
+    with store.transaction() as tx:  # a stores a change (its unit of work moves the generation)
+        tx.sync_sources([SourceConfig("new", "https://new.example/feed")], now=T0)
     assert a.settle(T0, changed=True) is False  # a renders for its own change anyway
     b.take(T0, among=[], force=False)
     assert b.settle(T0, changed=False) is True  # ... b at its next tick, once

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..types import Entry, Known, PollState
+from . import generation
 from .convert import POLL_COLUMNS, to_poll_state
 from .models import ClusterStateRow, HostRow
 from .sql import SqlStore
@@ -174,25 +175,12 @@ class SqlLeases:
         """This node just synced the database with its config: that config is the cluster's."""
         self._upsert({"name": "config", "value": digest, "node": self.node, "at": now})
 
-    def bump_outputs(self, now: datetime) -> int:
-        """This node stored changes: move the counter (other nodes re-render when it moves)."""
-        values = {"name": "outputs", "counter": 1, "node": self.node, "at": now}
-        stmt = (
-            pg_insert(CLUSTER)
-            .values(values)
-            .on_conflict_do_update(
-                index_elements=["name"],
-                set_={"counter": CLUSTER.c.counter + 1, "node": self.node, "at": now},
-            )
-            .returning(CLUSTER.c.counter)
-        )
-        with self._tx() as conn:
-            return int(conn.execute(stmt).scalar_one())
-
     def view(self) -> ClusterView:
         with self._tx() as conn:
             rows = {row.name: row for row in conn.execute(select(CLUSTER))}
-        config, outputs = rows.get("config"), rows.get("outputs")
+        # The content generation (``store.generation``): every unit of work that changes what
+        # outputs show moves it, whichever node commits it.
+        config, outputs = rows.get("config"), rows.get(generation.NAME)
         return ClusterView(
             config_digest=config.value if config else None,
             config_node=config.node if config else None,

@@ -147,9 +147,9 @@ class HostRow(Base):
 
 class ClusterStateRow(Base):
     """Shared facts: ``content`` (its ``counter`` is the content generation, on every database:
-    ``store.generation``, issue #16) and, for a cluster (issue #17), ``config`` (the digest of
-    the config last synced, by which node, when) and ``outputs`` (moves with every stored
-    change a node makes)."""
+    ``store.generation``, issue #16; the nodes of a cluster re-render when it moves) and, for a
+    cluster (issue #17), ``config`` (the digest of the config last synced, by which node,
+    when)."""
 
     __tablename__ = "cluster_state"
 

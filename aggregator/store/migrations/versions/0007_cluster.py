@@ -4,8 +4,9 @@
 claims due hosts with ``SELECT ... FOR UPDATE SKIP LOCKED``, so one node at a time polls a
 host: the per-host cap holds across the cluster). ``sources.host`` says which host a source is
 leased under. ``cluster_state`` keeps the digest of the config the database was last synced
-with and a counter of stored changes (nodes re-render when it moves). Unused on SQLite: the
-columns stay NULL and the tables empty. The downgrade drops all three.
+with and the content generation (``store.generation``: nodes re-render when it moves; the one
+row every database uses). Otherwise unused on SQLite: ``host`` stays NULL, ``hosts`` empty.
+The downgrade drops all three.
 
 Revision ID: 0007
 Revises: 0006
