@@ -131,6 +131,9 @@ class Entry:
     categories: tuple[str, ...]
     enclosures: tuple[Enclosure, ...]
     content_hash: str
+    # ``dedup.field_hashes`` of the fields ``content_hash`` covers, computed with it where the
+    # entry is made (a parse worker, off the store's thread); None: the store computes them.
+    field_hashes: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "published_at", as_utc(self.published_at))

@@ -4,6 +4,7 @@ long, and how a query finds an entry (#14). Offline: a scripted web, an in-memor
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,14 @@ def test_changed_fields_names_what_differs() -> None:
     assert changed_fields(field_hashes(before), field_hashes(after)) == ("title",)
     assert changed_fields(None, field_hashes(after)) == ()  # stored before digests existed
     assert len(field_hashes(after)) == 8 * len(HASHED_FIELDS)
+
+
+def test_field_hashes_made_with_the_entry_equal_those_computed_from_it() -> None:
+    # The seam: a parse worker computes the digests as it makes the entry (off the store's
+    # thread); an entry made without them (None) gets the same digests from its fields.
+    made = entry("k", title="Title", content="<p>body <a href='/x'>x</a></p>")
+    assert made.field_hashes is not None
+    assert field_hashes(replace(made, field_hashes=None)) == made.field_hashes
 
 
 def test_every_poll_keeps_its_history(

@@ -96,10 +96,31 @@ _FIELD_DIGITS = 8
 
 
 def field_hashes(entry: Entry) -> str:
-    """The entry's per-field digests (``HASHED_FIELDS``), as one string."""
-    encl = [(e.url, e.type, e.length) for e in entry.enclosures]
-    values = (entry.title, entry.link, entry.author, entry.content_html, entry.summary,
-              entry.thumbnail, list(entry.categories), encl)  # fmt: skip
+    """The entry's per-field digests (``HASHED_FIELDS``), as one string: the ones it was made
+    with if any (``process`` computes them in the parse worker), else computed here."""
+    if entry.field_hashes is not None:
+        return entry.field_hashes
+    return hash_fields(
+        title=entry.title, link=entry.link, author=entry.author, content_html=entry.content_html,
+        summary=entry.summary, thumbnail=entry.thumbnail, categories=entry.categories,
+        enclosures=entry.enclosures,
+    )  # fmt: skip
+
+
+def hash_fields(
+    *,
+    title: str,
+    link: str | None,
+    author: str | None,
+    content_html: str,
+    summary: str,
+    thumbnail: str | None,
+    categories: Sequence[str],
+    enclosures: Sequence[Enclosure],
+) -> str:
+    """The per-field digests of these values (``HASHED_FIELDS`` order), as one string."""
+    encl = [(e.url, e.type, e.length) for e in enclosures]
+    values = (title, link, author, content_html, summary, thumbnail, list(categories), encl)
     return "".join(
         hashlib.blake2b(_ENCODE(v).encode("utf-8"), digest_size=_FIELD_DIGITS // 2).hexdigest()
         for v in values
