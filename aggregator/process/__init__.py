@@ -85,15 +85,16 @@ def normalise_entry(
     guid = parsed.guid.strip() if parsed.guid and parsed.guid.strip() else None
     key = entry_key(guid=guid, norm_link=norm_link, title=raw_title, published_at=published,
                     body=content)  # fmt: skip
-    hashed = dict(title=title, link=link, author=author, content_html=content, summary=summary,
-                  thumbnail=thumbnail, categories=categories, enclosures=enclosures)  # fmt: skip
-    digest = content_hash(**hashed)
+    hashed = {"title": title, "link": link, "author": author, "content_html": content,
+              "summary": summary, "thumbnail": thumbnail, "categories": categories,
+              "enclosures": enclosures}  # fmt: skip
+    digest = content_hash(**hashed)  # type: ignore[arg-type]  # the fields of one signature
     return Entry(
         source_id=source_id, key=key, guid=guid, link=link, norm_link=norm_link, title=title,
         norm_title=normalise_title(raw_title), author=author or None, published_at=published,
         updated_at=parsed.updated_at, content_html=content, summary=summary,
         thumbnail=thumbnail, categories=categories, enclosures=enclosures, content_hash=digest,
-        field_hashes=hash_fields(**hashed),
+        field_hashes=hash_fields(**hashed),  # type: ignore[arg-type]
     )  # fmt: skip
 
 
