@@ -14,7 +14,7 @@ from lxml import etree
 
 from aggregator.config import load_config
 from aggregator.scheduler import run_once
-from aggregator.store import open_store
+from aggregator.store import open_store, sql
 
 from .sitekit import T0, Item, SiteKit, items
 
@@ -154,6 +154,33 @@ def test_store_reads_entries_in_arrival_order(kit: SiteKit) -> None:
         assert store.entries_by_arrival(["nope"], offset=0, limit=5) == ()
     finally:
         store.close()
+
+
+def test_reads_of_every_stored_source_equal_reads_through_their_items(
+    kit: SiteKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The seam: a selection holding every stored source reads the entries table unfiltered;
+    # with the check off (threshold out of reach) the same reads go through the items' IN.
+    kit.feed("old", "Old source", items("old", 5, start=-100))
+    kit.write_config([("a", None), ("old", None)], output="limit = 4\narchive_page_size = 5")
+    run(kit)
+    config = load_config(kit.root / "aggregator.toml")
+    store = open_store(config.storage.url)
+
+    def reads(ids: list[str]) -> tuple[object, ...]:
+        return (store.count_entries(ids), store.recent_entries(ids, limit=6),
+                store.entries_by_arrival(ids, offset=3, limit=9))  # fmt: skip
+
+    try:
+        selections = (["a", "old"], ["old", "a", "ghost"], ["a"], ["old"])
+        monkeypatch.setattr(sql, "EVERYONE_CHECK_FROM", 1)
+        direct = [reads(ids) for ids in selections]
+        monkeypatch.setattr(sql, "EVERYONE_CHECK_FROM", 10**9)
+        through_items = [reads(ids) for ids in selections]
+    finally:
+        store.close()
+    assert direct == through_items
+    assert [d[0] for d in direct] == [17, 17, 12, 5]  # "a" alone leaves out what "old" carries
 
 
 def test_pages_read_together_equal_pages_read_one_by_one(
