@@ -40,6 +40,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     at: float = field(default_factory=time.monotonic)  # when it arrived
+    lines: tuple[tuple[str, str], ...] = ()  # the header lines as sent, in order
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -102,7 +103,8 @@ class FeedServer:
                 pass
 
             def do_GET(self) -> None:
-                seen = Seen(self.path, {k.lower(): v for k, v in self.headers.items()})
+                pairs = tuple(self.headers.items())
+                seen = Seen(self.path, {k.lower(): v for k, v in pairs}, lines=pairs)
                 server._enter(seen)
                 try:
                     server._respond(self, server.routes.get(self.path))
