@@ -12,10 +12,12 @@ from typing import Any
 import brotli
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aggregator.errors import FetchError
 from aggregator.fetch import Http, fetch, make_http
-from aggregator.transport import decode_headers
+from aggregator.transport import decode_headers, plain_url
 from aggregator.types import Fetched
 
 from .feedserver import FeedServer, Route, rss, running_feed_server
@@ -212,3 +214,46 @@ def test_decode_headers_reads_raw_pairs_as_httpx_does() -> None:
     ]
     for raw in raws:
         assert decode_headers(raw) == dict(httpx.Headers(raw).items())
+
+
+# -- URLs httpx leaves as they are are not given to it (``plain_url``, issue #16) ---------------
+
+PLAIN_AND_NOT = [
+    "http://127.0.0.1:8080/feed/12", "https://example.com/feed.xml", "http://a.com",
+    "http://a.com/", "https://blog.example.co.uk/2024/01/post-1.html?x=1&y=a+b",
+    "http://a.com/~u/(x)!$*,;=:@", "http://a.com/x?", "http://a-b.c-d.com:65535/",
+    "http://A.com/", "HTTP://a.com/", "http://a.com:80/x", "https://a.com:443/",
+    "http://a.com:8080", "http://a.com/a/../b", "http://a.com/./b", "http://a.com/a/.",
+    "http://a.com/%zz", "http://a.com/%41", "http://a.com/a b", "http://a.com/x#f",
+    "http://0177.0.0.1/", "http://1.2.3/", "http://1.2.3.256/", "http://01.2.3.4/",
+    "http://[::1]/", "http://a.com:0/", "http://a.com:99999/", "http://a.com:080/",
+    "http://-a.com/", "http://a..com/", "http://a.com./", "http://user@a.com/",
+    "http://a.com/é", "http://пример.рф/", "ftp://a.com/", "http://a.com/\\x",
+]  # fmt: skip
+
+
+def _httpx_view(url: str) -> tuple[str, str] | str:
+    try:
+        request = httpx.Request("GET", url)
+    except Exception as exc:  # what httpx refuses, plain_url must leave to it
+        return f"refused: {type(exc).__name__}"
+    (host,) = [v.decode("latin-1") for k, v in request.headers.raw if k == b"Host"]
+    return str(request.url), host
+
+
+@pytest.mark.parametrize("url", PLAIN_AND_NOT)
+def test_plain_url_is_what_httpx_writes_or_none(url: str) -> None:
+    plain = plain_url(url)
+    assert plain is None or plain == _httpx_view(url)
+
+
+def test_plain_url_reads_the_urls_sources_have() -> None:
+    assert sum(plain_url(u) is not None for u in PLAIN_AND_NOT) >= 8  # not vacuous
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="htps:/.-?&=%#@[]:0123456789abcxyzAZ ~!$'()*+,;_é", max_size=40))
+def test_plain_url_of_any_text_is_what_httpx_writes_or_none(tail: str) -> None:
+    for url in (tail, "http://" + tail, "https://a.com" + tail, "http://a.b" + tail):
+        plain = plain_url(url)
+        assert plain is None or plain == _httpx_view(url), url
