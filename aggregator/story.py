@@ -35,10 +35,13 @@ class PollLog:
     next_check_why: str | None = None
     counts: Mapping[str, int] = field(default_factory=dict)  # what a parsed poll stored
     repeat: bool = False  # a 304 that sent and got back the poll before's validators
+    repeats: int = 0  # a run of repeats (issue #16): this many more after ``at`` ...
+    last_at: datetime | None = None  # ... the last of them then
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "at", as_utc(self.at))
         object.__setattr__(self, "next_check_at", as_utc(self.next_check_at))
+        object.__setattr__(self, "last_at", as_utc(self.last_at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +194,11 @@ def format_polls(polls: Sequence[PollLog]) -> str:
     lines = ["recent polls (newest first):"]
     for p in polls:
         http = f" HTTP {p.http_status}" if p.http_status else ""
-        lines.append(f"  {when(p.at)}  {p.status}{http}  {p.duration_ms} ms  {p.url or '-'}")
+        if p.repeats:
+            lines.append(f"  {when(p.at)}  {p.status}{http}  {p.url or '-'}")
+            lines.append(f"      and {p.repeats} more the same, the last {when(p.last_at)}")
+        else:
+            lines.append(f"  {when(p.at)}  {p.status}{http}  {p.duration_ms} ms  {p.url or '-'}")
         sent = _validators(p.sent_etag, p.sent_last_modified)
         got = _validators(p.etag, p.last_modified)
         if p.repeat:
@@ -224,4 +231,5 @@ def poll_json(p: PollLog) -> dict[str, Any]:
         "received": {"etag": p.etag, "last_modified": p.last_modified},
         "error": p.error, "next_check": _iso(p.next_check_at),
         "next_check_why": p.next_check_why, "stored": dict(p.counts), "repeat": p.repeat,
+        "polls": 1 + p.repeats, "last_at": _iso(p.last_at),
     }  # fmt: skip

@@ -20,6 +20,7 @@ from aggregator.scheduler import Scheduler, build_scheduler
 from aggregator.store import SqlStore
 from aggregator.store.history import POLLS
 from aggregator.store.write import DECISIONS, ITEMS
+from aggregator.story import format_polls
 
 from .conftest import Clock
 from .fakeweb import FakeWeb, Route
@@ -218,7 +219,10 @@ def test_the_history_is_forgotten_after_keep_days_at_a_quiet_moment(
         sched.tick()  # quiet (304s): the first day's history goes
     finally:
         sched.close()
-    assert count(memory_store, POLLS) == 2 and count(memory_store, DECISIONS) == 0
+    # The 304s repeat the polls before them: each source's row counts them (a run still open).
+    assert count(memory_store, POLLS) == 0 and count(memory_store, DECISIONS) == 0
+    (run,) = recent_polls(memory_store, "a")
+    assert (run.repeat, run.repeats, run.at, run.http_status) == (True, 0, clock.now, 304)
 
 
 def test_the_pruner_waits_for_a_quiet_moment() -> None:
@@ -279,25 +283,36 @@ def test_an_output_rule_that_hides_the_entry_is_named(
     assert story.outputs[0].why.startswith('hidden by its rules: exclude rule "rates"')
 
 
-def test_repeats_keep_no_validators_and_read_back_filled_in_both_ways(
+def test_a_run_of_repeats_is_one_row_and_reads_back_filled_in_both_ways(
     tmp_path: Path, web: FakeWeb, sqlite_store: SqlStore, clock: Clock
 ) -> None:
     from aggregator.store.peek import peek_polls
 
+    def urls() -> list[str | None]:
+        with sqlite_store.engine.connect() as conn:
+            mine = select(POLLS.c.url).where(POLLS.c.source_id == "a").order_by(POLLS.c.id)
+            return list(conn.execute(mine).scalars())
+
     sched = scheduler(make_config(tmp_path), sqlite_store, web, clock)
     try:
-        for _ in range(3):
+        for _ in range(4):  # a 200, then three 304s that repeat it
             sched.tick()
             clock.advance(hours=1)
+        assert urls() == ["http://feeds.test/a"]  # the 304s wrote no row: the source counts them
+        run, first = recent_polls(sqlite_store, "a")
+        assert (run.repeat, run.repeats, run.http_status) == (True, 2, 304)
+        assert run.at == first.at + timedelta(hours=1)
+        assert run.last_at == first.at + timedelta(hours=3)
+        assert (run.url, run.sent_etag, run.etag) == (first.url, first.etag, first.etag)
+        assert peek_polls(str(sqlite_store.engine.url), "a", limit=10) == (run, first)
+        assert recent_polls(sqlite_store, "a", limit=1) == (run,)  # filled in from the 200
+        web.routes["http://feeds.test/a"] = Route(body=rss("A", [("1", "x"), ("3", "new")]))
+        sched.tick()  # a change ends the run: written as one row, before the poll's own
     finally:
         sched.close()
-    with sqlite_store.engine.connect() as conn:
-        urls = list(conn.execute(select(POLLS.c.url).where(POLLS.c.source_id == "a")).scalars())
-    assert urls == ["http://feeds.test/a", None, None]  # the two 304s are repeats
-    polls = recent_polls(sqlite_store, "a")
-    assert [p.repeat for p in polls] == [True, True, False]
-    assert {p.url for p in polls} == {"http://feeds.test/a"}
-    assert polls[0].sent_etag == polls[0].etag == polls[2].etag is not None
-    assert peek_polls(str(sqlite_store.engine.url), "a", limit=10) == polls
-    (newest,) = recent_polls(sqlite_store, "a", limit=1)  # the poll it repeats is read too
-    assert newest == polls[0]
+    assert urls() == ["http://feeds.test/a", None, "http://feeds.test/a"]
+    changed, closed, first_again = recent_polls(sqlite_store, "a")
+    assert (closed, first_again) == (run, first)  # the row reads back as the open run did
+    assert changed.http_status == 200 and changed.counts["new"] == 1 and not changed.repeat
+    assert peek_polls(str(sqlite_store.engine.url), "a", limit=10) == (changed, closed, first)
+    assert "and 2 more the same" in format_polls((changed, closed, first))

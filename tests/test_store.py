@@ -105,7 +105,7 @@ def test_migrating_twice_is_a_no_op(store_url: str) -> None:
     open_store(store_url).close()
     again = open_store(store_url)
     with again.engine.connect() as conn:
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0007"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0008"
     again.close()
 
 

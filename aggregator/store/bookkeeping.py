@@ -17,6 +17,7 @@ from sqlalchemy import Connection, bindparam, func, literal_column, null, update
 from ..types import PollRecord
 from .bulk import BulkExecute
 from .convert import dumps
+from .history import is_repeat
 from .write import SOURCES
 
 
@@ -58,12 +59,20 @@ def _is_plain_304(r: PollRecord) -> bool:
 
 
 def record_polls(conn: Connection, records: Sequence[PollRecord]) -> None:
-    """Write the bookkeeping of polls that stored no entries (304s, unchanged bodies, failures)."""
+    """Write the bookkeeping of polls that stored no entries (304s, unchanged bodies, failures).
+
+    A repeat (``history.is_repeat``) counts itself into the source's run of repeats; every
+    other poll ends the run (``history.close_runs`` wrote it as a row first).
+    """
     plain_304 = [r for r in records if _is_plain_304(r)]
     ok = [r for r in records if r.status in ("ok", "not_modified") and not _is_plain_304(r)]
     failed = [r for r in records if r.status not in ("ok", "not_modified")]
     if plain_304:
-        _write_304(conn, plain_304)
+        repeats = [r for r in plain_304 if is_repeat(r)]
+        if repeats:
+            _write_304(conn, repeats, _304_REPEAT)
+        if len(repeats) < len(plain_304):
+            _write_304(conn, [r for r in plain_304 if not is_repeat(r)], _304)
     if ok:
         _write_ok(conn, ok)
     if failed:
@@ -75,6 +84,7 @@ def record_polls(conn: Connection, records: Sequence[PollRecord]) -> None:
             next_check_why=bindparam("b_why"),
             last_error=bindparam("b_error"),
             failures=SOURCES.c.failures + 1,
+            **_RUN_ENDS,
         )
         conn.execute(
             stmt,
@@ -93,14 +103,14 @@ def record_polls(conn: Connection, records: Sequence[PollRecord]) -> None:
         )
 
 
-def _write_304(conn: Connection, records: Sequence[PollRecord]) -> None:
+def _write_304(conn: Connection, records: Sequence[PollRecord], statement: BulkExecute) -> None:
     """Plain 304s: the poll's status and times, the validators sent; the body hash stays.
 
     One UPDATE per source (``next_check_at`` is jittered per source), what every plain 304
     shares written into the statement itself: each source's row is rewritten once (issue #16;
     it was an UPDATE ... WHERE id IN (...) for the shared columns, then one per source).
     """
-    _304.run(
+    statement.run(
         conn,
         [
             {"b_id": r.source_id, "b_at": r.at, "b_next": r.next_check_at,
@@ -112,18 +122,29 @@ def _write_304(conn: Connection, records: Sequence[PollRecord]) -> None:
 
 # A warm tick runs it for every source: SQLAlchemy's per-row parameter handling would cost more
 # than SQLite's own work does for it, hence ``BulkExecute``.
-_304 = BulkExecute(
+_304_COLUMNS: dict[str, Any] = {
+    "status": literal_column("'not_modified'"),
+    "http_status": literal_column("304"),
+    "failures": literal_column("0"),
+    "last_error": null(),
+    "last_poll_at": bindparam("b_at", type_=SOURCES.c.last_poll_at.type),
+    "last_ok_at": bindparam("b_at", type_=SOURCES.c.last_poll_at.type),
+    "next_check_at": bindparam("b_next"),
+    "next_check_why": bindparam("b_why"),
+    "etag": bindparam("b_etag"),
+    "last_modified": bindparam("b_last_modified"),
+}
+# Every poll but a repeat ends the source's run of repeats (``history.close_runs``).
+_RUN_ENDS: dict[str, Any] = {"repeat_polls": literal_column("0"), "repeat_first_at": null()}
+_304 = BulkExecute(_source_update(**_304_COLUMNS, **_RUN_ENDS))
+# A repeat adds itself to the run (its first poll's time kept, its last one's is last_poll_at).
+_304_REPEAT = BulkExecute(
     _source_update(
-        status=literal_column("'not_modified'"),
-        http_status=literal_column("304"),
-        failures=literal_column("0"),
-        last_error=null(),
-        last_poll_at=bindparam("b_at"),
-        last_ok_at=bindparam("b_at"),
-        next_check_at=bindparam("b_next"),
-        next_check_why=bindparam("b_why"),
-        etag=bindparam("b_etag"),
-        last_modified=bindparam("b_last_modified"),
+        **_304_COLUMNS,
+        repeat_polls=SOURCES.c.repeat_polls + literal_column("1"),
+        repeat_first_at=func.coalesce(
+            SOURCES.c.repeat_first_at, bindparam("b_at", type_=SOURCES.c.last_poll_at.type)
+        ),
     )
 )
 
@@ -139,6 +160,7 @@ def _ok_update(*, moved: bool, **more: Any) -> Any:
         body_hash=func.coalesce(bindparam("b_body_hash"), SOURCES.c.body_hash),
         failures=0,
         last_error=None,
+        **_RUN_ENDS,
         **more,
     )
     if moved:

@@ -114,6 +114,7 @@ def to_poll_log(row: Any) -> PollLog:
     left for ``fill_repeats``."""
     counts = dict(part.split("=", 1) for part in (row.counts or "").split())
     nxt = None if row.next_check_s is None else row.at + timedelta(seconds=row.next_check_s)
+    repeats = row.repeats or 0
     return PollLog(
         at=row.at,
         status=row.status,
@@ -130,6 +131,8 @@ def to_poll_log(row: Any) -> PollLog:
         next_check_why=row.next_check_why,
         counts={name: int(value) for name, value in counts.items()},
         repeat=row.url is None,
+        repeats=repeats,
+        last_at=row.last_at if repeats else None,
     )
 
 
@@ -148,3 +151,14 @@ def fill_repeats(newest_first: list[PollLog], older: PollLog | None) -> tuple[Po
             carried = poll
         filled.append(poll)
     return tuple(reversed(filled))
+
+
+def open_run(run: Any) -> PollLog:
+    """The run of repeats a source's row holds (``history._OPEN_RUN``: count, first and last
+    poll, why the next check is when it is), as the row it will become (which keeps no next
+    check: ``sources show`` gives the source's own)."""
+    count, first_at, last_at, why = run
+    return PollLog(at=first_at or last_at, status="not_modified", http_status=304,
+                   duration_ms=0, url="", next_check_why=why,
+                   repeat=True, repeats=count - 1,
+                   last_at=last_at if count > 1 else None)  # fmt: skip

@@ -125,6 +125,10 @@ class SourceRow(Base):
     # The host this source is leased under when several nodes share the database (issue #17,
     # ``store.leases``); NULL on SQLite.
     host: Mapped[str | None] = mapped_column(Text)
+    # The run of repeated 304s since the source's last row in ``polls`` (issue #16): how many,
+    # and the first one's time (the last one's is ``last_poll_at``); see ``store.history``.
+    repeat_polls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    repeat_first_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     # Partial: a single node (host NULL) keeps it empty, and pays nothing for it when every
     # poll moves next_check_at (issue #16).
@@ -269,6 +273,10 @@ class PollRow(Base):
     next_check_why: Mapped[str | None] = mapped_column(Text)
     # What the poll stored (parsed polls only; NULL for 304s, unchanged bodies and failures).
     counts: Mapped[str | None] = mapped_column(Text)  # "new=1 updated=0 ..."
+    # A run of repeats written as one row (issue #16): the polls it stands for beyond the
+    # first (at ``at``), and the time of the last of them.
+    repeats: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # No index but the primary key: rows are only ever appended (a warm tick adds one per
     # source), and an index on the source would take an insert in a random place of it for
     # each. `sources show` reads a source's newest rows from the end of the table.

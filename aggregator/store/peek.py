@@ -19,11 +19,12 @@ from urllib.parse import quote
 
 from ..story import PollLog
 from ..types import SourceState
-from .convert import fill_repeats, to_poll_log, to_state
+from .convert import fill_repeats, open_run, to_poll_log, to_state
 from .revision import HEAD_REVISION
 
 _DATETIMES = ("last_poll_at", "last_ok_at", "next_check_at")
-_POLL_DATETIMES = ("at",)
+_POLL_DATETIMES = ("at", "last_at")
+_RUN_DATETIMES = ("repeat_first_at", "last_poll_at")
 T = TypeVar("T")
 
 
@@ -79,14 +80,24 @@ def peek_polls(url: str, source_id: str, *, limit: int) -> tuple[PollLog, ...] |
     (issue #14: `sources show`); None when this path does not apply."""
 
     def read(connection: sqlite3.Connection) -> tuple[PollLog, ...]:
+        run_query = ("SELECT repeat_polls, repeat_first_at, last_poll_at, next_check_why "
+                     "FROM sources WHERE id = ?")  # fmt: skip
+        run = connection.execute(run_query, (source_id,)).fetchone()
+        polls: list[PollLog] = []
+        if run is not None and run["repeat_polls"] > 0 and limit > 0:
+            r = _row(run, _RUN_DATETIMES)
+            polls.append(open_run((r.repeat_polls, r.repeat_first_at, r.last_poll_at,
+                                   r.next_check_why)))  # fmt: skip
         query = "SELECT * FROM polls WHERE source_id = ? ORDER BY id DESC LIMIT ?"
-        rows = connection.execute(query, (source_id, limit)).fetchall()
-        if not rows:
+        rows = connection.execute(query, (source_id, limit - len(polls))).fetchall()
+        polls += [to_poll_log(_row(row, _POLL_DATETIMES)) for row in rows]
+        if not polls:
             return ()
-        before = ("SELECT * FROM polls WHERE source_id = ? AND id < ? AND url IS NOT NULL "
-                  "ORDER BY id DESC LIMIT 1")  # fmt: skip
-        older = connection.execute(before, (source_id, rows[-1]["id"])).fetchone()
-        polls = [to_poll_log(_row(row, _POLL_DATETIMES)) for row in rows]
+        before = "SELECT * FROM polls WHERE source_id = ? AND url IS NOT NULL"
+        params: tuple[Any, ...] = (source_id,)
+        if rows:
+            before, params = before + " AND id < ?", (source_id, rows[-1]["id"])
+        older = connection.execute(before + " ORDER BY id DESC LIMIT 1", params).fetchone()
         return fill_repeats(polls, to_poll_log(_row(older, _POLL_DATETIMES)) if older else None)
 
     none: tuple[PollLog, ...] = ()

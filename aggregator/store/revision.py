@@ -7,4 +7,4 @@ A test checks it against the scripts in ``migrations/versions``: a new migration
 
 from __future__ import annotations
 
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"

@@ -27,7 +27,7 @@ from ..types import (
 )
 from . import generation
 from .bookkeeping import record_feed, record_polls
-from .history import log_polls, prune_history
+from .history import close_runs, log_polls, prune_history
 from .retention import forget_sources, prune, remember_dropped, tombstones
 from .write import ENTRIES, ITEMS, SOURCES, apply_decisions
 
@@ -229,6 +229,7 @@ class SqlTransaction:
         result = apply_decisions(self.conn, source_id, decisions, record.at)
         self.changes_outputs |= result.changes_outputs
         remember_dropped(self.conn, source_id, decisions, record.at)
+        close_runs(self.conn, [record])  # before the bookkeeping ends the source's run
         record_feed(self.conn, record)
         log_polls(self.conn, [record], result)  # the poll's history (issue #14)
         return result
@@ -246,6 +247,7 @@ class SqlTransaction:
     def record_polls(self, records: Sequence[PollRecord]) -> None:
         """Bookkeeping of polls that stored no entries (304s, unchanged bodies, failures)."""
         if records:
+            close_runs(self.conn, records)  # before the bookkeeping ends the runs they end
             record_polls(self.conn, records)
             log_polls(self.conn, records)
 
