@@ -11,7 +11,8 @@ under callgrind twice, with 1 and with 1 + ``--ticks`` rounds of conditional GET
 feed; the difference, divided by the extra requests, is the cost of one warm poll without
 start-up. The feed server runs natively; only the measured process is counted (ours: the
 loop thread and the storing thread together). Ours starts from a database whose sources
-already carry the server's ETags, so every round is a warm tick.
+already carry the server's ETags and Last-Modified dates (as a 200 leaves them), so every
+round is a warm tick of 304s that repeat the poll before.
 """
 
 from __future__ import annotations
@@ -60,16 +61,17 @@ def _child_floor(port: int, etags: list[str], rounds: int, use_uvloop: bool) -> 
         asyncio.run(main())
 
 
-def _child_ours(port: int, etags: list[str], rounds: int) -> None:
+def _child_ours(port: int, etags: list[str], rounds: int, modified: list[str | None]) -> None:
     from ours import aggregator  # bench/ is on sys.path: this script lives there
 
     from aggregator.types import PollRecord
 
     with tempfile.TemporaryDirectory() as tmp, aggregator(Path(tmp), port, len(etags)) as ours:
         now = ours.clock[0]
+        pairs = zip(etags, modified, strict=True)
         records = [
-            PollRecord(f"f{i}", "not_modified", now, now, http_status=304, etag=etag)
-            for i, etag in enumerate(etags)
+            PollRecord(f"f{i}", "not_modified", now, now, http_status=304, etag=e, last_modified=m)
+            for i, (e, m) in enumerate(pairs)
         ]
         if hasattr(ours.store, "transaction"):
             with ours.store.transaction() as tx:
@@ -104,13 +106,15 @@ def measure(feeds: int, ticks: int) -> dict[str, float]:
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
-        etags = []
+        etags, modified = [], []
         for i in range(feeds):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/feed/{i}", timeout=30) as r:
                 etags.append(r.headers["ETag"])
+                modified.append(r.headers["Last-Modified"])
         with tempfile.TemporaryDirectory() as tmp:
             etag_file = Path(tmp) / "etags.json"
             etag_file.write_text(json.dumps(etags))
+            (Path(tmp) / "modified.json").write_text(json.dumps(modified))
             out = {}
             for kind in ("floor", "floor_uvloop", "ours"):
                 base = _count(kind, port, etag_file, 1)
@@ -135,7 +139,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         etags = json.loads(args.etags.read_text())
         if args.child == "ours":
-            _child_ours(args.port, etags, args.rounds)
+            # Ours starts from both validators, as a source's 200 leaves them: every warm poll
+            # sends and gets back both (the floor sends the ETag alone).
+            found = args.etags.with_name("modified.json")
+            modified = json.loads(found.read_text()) if found.exists() else [None] * len(etags)
+            _child_ours(args.port, etags, args.rounds, modified)
         else:
             _child_floor(args.port, etags, args.rounds, use_uvloop=args.child == "floor_uvloop")
         return
