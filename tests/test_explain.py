@@ -284,35 +284,38 @@ def test_an_output_rule_that_hides_the_entry_is_named(
 
 
 def test_a_run_of_repeats_is_one_row_and_reads_back_filled_in_both_ways(
-    tmp_path: Path, web: FakeWeb, sqlite_store: SqlStore, clock: Clock
+    tmp_path: Path, web: FakeWeb, store: SqlStore, clock: Clock
 ) -> None:
     from aggregator.store.peek import peek_polls
 
+    url = store.engine.url.render_as_string(hide_password=False)
+    sqlite = url.startswith("sqlite")  # the CLI's read without SQLAlchemy (SQLite only)
+
     def urls() -> list[str | None]:
-        with sqlite_store.engine.connect() as conn:
+        with store.engine.connect() as conn:
             mine = select(POLLS.c.url).where(POLLS.c.source_id == "a").order_by(POLLS.c.id)
             return list(conn.execute(mine).scalars())
 
-    sched = scheduler(make_config(tmp_path), sqlite_store, web, clock)
+    sched = scheduler(make_config(tmp_path), store, web, clock)
     try:
         for _ in range(4):  # a 200, then three 304s that repeat it
             sched.tick()
             clock.advance(hours=1)
         assert urls() == ["http://feeds.test/a"]  # the 304s wrote no row: the source counts them
-        run, first = recent_polls(sqlite_store, "a")
+        run, first = recent_polls(store, "a")
         assert (run.repeat, run.repeats, run.http_status) == (True, 2, 304)
         assert run.at == first.at + timedelta(hours=1)
         assert run.last_at == first.at + timedelta(hours=3)
         assert (run.url, run.sent_etag, run.etag) == (first.url, first.etag, first.etag)
-        assert peek_polls(str(sqlite_store.engine.url), "a", limit=10) == (run, first)
-        assert recent_polls(sqlite_store, "a", limit=1) == (run,)  # filled in from the 200
+        assert peek_polls(url, "a", limit=10) == ((run, first) if sqlite else None)
+        assert recent_polls(store, "a", limit=1) == (run,)  # filled in from the 200
         web.routes["http://feeds.test/a"] = Route(body=rss("A", [("1", "x"), ("3", "new")]))
         sched.tick()  # a change ends the run: written as one row, before the poll's own
     finally:
         sched.close()
     assert urls() == ["http://feeds.test/a", None, "http://feeds.test/a"]
-    changed, closed, first_again = recent_polls(sqlite_store, "a")
+    changed, closed, first_again = recent_polls(store, "a")
     assert (closed, first_again) == (run, first)  # the row reads back as the open run did
     assert changed.http_status == 200 and changed.counts["new"] == 1 and not changed.repeat
-    assert peek_polls(str(sqlite_store.engine.url), "a", limit=10) == (changed, closed, first)
+    assert peek_polls(url, "a", limit=10) == ((changed, closed, first) if sqlite else None)
     assert "and 2 more the same" in format_polls((changed, closed, first))
