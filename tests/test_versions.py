@@ -127,8 +127,8 @@ def test_a_content_hash_version_bump_is_a_silent_rehash(
 
     v1 = dedup.content_hash
 
-    def v2(**parts: Any) -> str:
-        return hashlib.sha256(("v2" + v1(**parts)).encode()).hexdigest()
+    def v2(values: tuple[object, ...]) -> str:
+        return hashlib.sha256(("v2" + v1(values)).encode()).hexdigest()
 
     monkeypatch.setattr(process, "content_hash", v2)  # what ``normalise_entry`` calls
     monkeypatch.setattr(dedup, "CONTENT_HASH_VERSION", now + 1)

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from ..text import clean_text
 from ..types import Enclosure, Entry, ParsedEntry, ParsedFeed
-from .dedup import content_hash, decide, entry_key, hash_fields, normalise_title
+from .dedup import content_hash, decide, entry_key, hash_fields, hashed, normalise_title
 from .html import clean_html, cleaned_html_to_text, first_image, html_to_text, truncate_text
 from .links import absolutise, normalise_link, strip_tracking
 
@@ -85,16 +85,15 @@ def normalise_entry(
     guid = parsed.guid.strip() if parsed.guid and parsed.guid.strip() else None
     key = entry_key(guid=guid, norm_link=norm_link, title=raw_title, published_at=published,
                     body=content)  # fmt: skip
-    hashed = {"title": title, "link": link, "author": author, "content_html": content,
-              "summary": summary, "thumbnail": thumbnail, "categories": categories,
-              "enclosures": enclosures}  # fmt: skip
-    digest = content_hash(**hashed)  # type: ignore[arg-type]  # the fields of one signature
+    values = hashed(title=title, link=link, author=author, content_html=content,
+                    summary=summary, thumbnail=thumbnail, categories=categories,
+                    enclosures=enclosures)  # fmt: skip
     return Entry(
         source_id=source_id, key=key, guid=guid, link=link, norm_link=norm_link, title=title,
         norm_title=normalise_title(raw_title), author=author or None, published_at=published,
         updated_at=parsed.updated_at, content_html=content, summary=summary,
-        thumbnail=thumbnail, categories=categories, enclosures=enclosures, content_hash=digest,
-        field_hashes=hash_fields(**hashed),  # type: ignore[arg-type]
+        thumbnail=thumbnail, categories=categories, enclosures=enclosures,
+        content_hash=content_hash(values), field_hashes=hash_fields(values),
     )  # fmt: skip
 
 

@@ -70,7 +70,7 @@ def entry_key(
     return "hash:" + _digest(body)[:32]
 
 
-def content_hash(
+def hashed(
     *,
     title: str,
     link: str | None,
@@ -80,10 +80,16 @@ def content_hash(
     thumbnail: str | None,
     categories: Sequence[str],
     enclosures: Sequence[Enclosure],
-) -> str:
-    """Hash of what a reader sees; dates are left out because feeds bump them spuriously."""
+) -> tuple[object, ...]:
+    """What a reader sees, as ``content_hash`` and ``hash_fields`` take it (``HASHED_FIELDS``
+    order); dates are left out because feeds bump them spuriously."""
     encl = [(e.url, e.type, e.length) for e in enclosures]
-    return _digest(title, link, author, content_html, summary, thumbnail, list(categories), encl)
+    return (title, link, author, content_html, summary, thumbnail, list(categories), encl)
+
+
+def content_hash(values: tuple[object, ...]) -> str:
+    """The hash of ``hashed`` values."""
+    return _digest(*values)
 
 
 # Per-field digests of what ``content_hash`` covers, stored with each item so that an update
@@ -100,27 +106,15 @@ def field_hashes(entry: Entry) -> str:
     with if any (``process`` computes them in the parse worker), else computed here."""
     if entry.field_hashes is not None:
         return entry.field_hashes
-    return hash_fields(
+    return hash_fields(hashed(
         title=entry.title, link=entry.link, author=entry.author, content_html=entry.content_html,
         summary=entry.summary, thumbnail=entry.thumbnail, categories=entry.categories,
         enclosures=entry.enclosures,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
-def hash_fields(
-    *,
-    title: str,
-    link: str | None,
-    author: str | None,
-    content_html: str,
-    summary: str,
-    thumbnail: str | None,
-    categories: Sequence[str],
-    enclosures: Sequence[Enclosure],
-) -> str:
-    """The per-field digests of these values (``HASHED_FIELDS`` order), as one string."""
-    encl = [(e.url, e.type, e.length) for e in enclosures]
-    values = (title, link, author, content_html, summary, thumbnail, list(categories), encl)
+def hash_fields(values: tuple[object, ...]) -> str:
+    """The per-field digests of ``hashed`` values (``HASHED_FIELDS`` order), as one string."""
     return "".join(
         hashlib.blake2b(_ENCODE(v).encode("utf-8"), digest_size=_FIELD_DIGITS // 2).hexdigest()
         for v in values
