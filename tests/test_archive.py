@@ -159,10 +159,13 @@ def test_store_reads_entries_in_arrival_order(kit: SiteKit) -> None:
 def test_reads_of_every_stored_source_equal_reads_through_their_items(
     kit: SiteKit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The seam: a selection holding every stored source reads the entries table unfiltered;
-    # with the check off (threshold out of reach) the same reads go through the items' IN.
+    # The seam: a selection holding every stored source reads the entries table unfiltered, one
+    # leaving out fewer stored sources than it names reads "carried by another source"; with
+    # the check off (threshold out of reach) the same reads go through the items' IN.
     kit.feed("old", "Old source", items("old", 5, start=-100))
-    kit.write_config([("a", None), ("old", None)], output="limit = 4\narchive_page_size = 5")
+    kit.feed("mid", "Mid source", items("mid", 3, start=-50))
+    kit.write_config([("a", None), ("old", None), ("mid", None)],
+                     output="limit = 4\narchive_page_size = 5")  # fmt: skip
     run(kit)
     config = load_config(kit.root / "aggregator.toml")
     store = open_store(config.storage.url)
@@ -172,7 +175,8 @@ def test_reads_of_every_stored_source_equal_reads_through_their_items(
                 store.entries_by_arrival(ids, offset=3, limit=9))  # fmt: skip
 
     try:
-        selections = (["a", "old"], ["old", "a", "ghost"], ["a"], ["old"])
+        selections = (["a", "old", "mid"], ["old", "a", "mid", "ghost"], ["a", "old"],
+                      ["a", "mid", "ghost"], ["a"], ["old"])  # fmt: skip
         monkeypatch.setattr(sql, "EVERYONE_CHECK_FROM", 1)
         direct = [reads(ids) for ids in selections]
         monkeypatch.setattr(sql, "EVERYONE_CHECK_FROM", 10**9)
@@ -180,7 +184,7 @@ def test_reads_of_every_stored_source_equal_reads_through_their_items(
     finally:
         store.close()
     assert direct == through_items
-    assert [d[0] for d in direct] == [17, 17, 12, 5]  # "a" alone leaves out what "old" carries
+    assert [d[0] for d in direct] == [20, 20, 17, 15, 12, 5]  # each leaves out what it lacks
 
 
 def test_pages_read_together_equal_pages_read_one_by_one(

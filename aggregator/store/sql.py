@@ -197,13 +197,22 @@ def _carried_by(conn: Connection, source_ids: Sequence[str]) -> tuple[Any, ...]:
     Otherwise every read would first collect the entry ids of every item of those sources (the
     whole store, for ``all``: a no-op render of 50,000 entries cost 0.34 s, and grows with the
     store; issue #16), where without it the newest entries come straight off ``ix_entries_sort``
-    and a count off the table. Small selections (a group) keep the ``IN`` lookup.
+    and a count off the table. Small selections (a group) keep the ``IN`` lookup; one that
+    leaves out fewer stored sources than it names (``all`` while a source removed from the
+    config is kept) names those instead, as "carried by a source other than these": an ``IN``
+    of 100,000 ids would pass SQLite's usual limit of 32,766 bound values and PostgreSQL's
+    65,535.
     """
     wanted = set(source_ids)
     if len(wanted) >= EVERYONE_CHECK_FROM:
         stored = {row[0] for row in conn.execute(select(SOURCES.c.id))}
-        if stored <= wanted:
+        others = stored - wanted
+        if not others:
             return ()
+        if len(others) < len(wanted):
+            mine = ITEMS.c.entry_id == ENTRIES.c.id
+            carried = select(ITEMS.c.id).where(mine, ITEMS.c.source_id.not_in(sorted(others)))
+            return (carried.exists(),)
     carried = select(ITEMS.c.entry_id).where(ITEMS.c.source_id.in_(sorted(wanted)))
     return (ENTRIES.c.id.in_(carried),)
 
