@@ -319,3 +319,20 @@ def test_a_run_of_repeats_is_one_row_and_reads_back_filled_in_both_ways(
     assert changed.http_status == 200 and changed.counts["new"] == 1 and not changed.repeat
     assert peek_polls(url, "a", limit=10) == ((changed, closed, first) if sqlite else None)
     assert "and 2 more the same" in format_polls((changed, closed, first))
+
+
+def test_a_run_of_repeats_is_forgotten_by_its_last_poll(store: SqlStore) -> None:
+    day = timedelta(days=1)
+    rows = [  # a run that began 20 days ago and ended yesterday; one that ended 10 days ago
+        {"at": T0 - 20 * day, "last_at": T0 - day, "repeats": 400},
+        {"at": T0 - 20 * day, "last_at": T0 - 10 * day, "repeats": 200},
+        {"at": T0 - 10 * day, "last_at": None, "repeats": 0},  # one poll, 10 days ago
+    ]
+    with store.engine.begin() as conn:
+        conn.execute(POLLS.insert(), [{"source_id": "a", "status": "not_modified",
+                                       "http_status": 304, "duration_ms": 0, **r}
+                                      for r in rows])  # fmt: skip
+    with store.transaction() as tx:
+        assert tx.forget_history(T0 - 7 * day) == (2, 0)
+    with store.engine.connect() as conn:
+        assert list(conn.execute(select(POLLS.c.repeats)).scalars()) == [400]

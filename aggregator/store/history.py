@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, literal_column, select
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, literal_column, select
 
 from ..story import PollLog
 from ..types import PollRecord, StoreResult
@@ -108,8 +108,10 @@ def close_runs(conn: Connection, records: Sequence[PollRecord]) -> None:
 
 
 def prune_history(conn: Connection, before: datetime) -> tuple[int, int]:
-    """Forget polls and verdicts older than ``before``; return how many of each went."""
-    polls = conn.execute(delete(POLLS).where(POLLS.c.at < before)).rowcount or 0
+    """Forget polls and verdicts older than ``before``; return how many of each went. A run of
+    repeats goes when its last poll is older (a feed unchanged for weeks keeps its run)."""
+    ended = func.coalesce(POLLS.c.last_at, POLLS.c.at)
+    polls = conn.execute(delete(POLLS).where(ended < before)).rowcount or 0
     verdicts = conn.execute(delete(DECISIONS).where(DECISIONS.c.at < before)).rowcount or 0
     return int(polls), int(verdicts)
 
