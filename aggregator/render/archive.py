@@ -53,3 +53,13 @@ def render_archive_page(
     """Archive page ``page`` from its ``entries`` as stored (oldest first); newest first inside."""
     newest_first = tuple(reversed(entries))
     return render_atom(channel, newest_first, links=page_links(channel, page, alternate=alternate))
+
+
+# One archive page to render: its channel, its number and its entries (as stored).
+PageJob = tuple[Channel, int, tuple[StoredEntry, ...]]
+
+
+def render_page_job(job: PageJob) -> bytes:
+    """``render_archive_page`` of one ``PageJob``: what a worker process is given."""
+    channel, page, entries = job
+    return render_archive_page(channel, entries, page)
