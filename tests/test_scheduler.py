@@ -343,8 +343,8 @@ def test_fast_sources_are_published_before_slow_ones_finish(
     sched.render_every_s = 0.0
     seen_in_outputs: list[bytes] = []
 
-    def render(config: Config, store: SqlStore) -> tuple[RenderReport, ...]:
-        done = render_outputs(config, store)
+    def render(config: Config, store: SqlStore, **how: Any) -> tuple[RenderReport, ...]:
+        done = render_outputs(config, store, **how)
         seen_in_outputs.append((tmp_path / "public" / "all.json").read_bytes())
         published.set()  # only now may the slow source answer
         return done
