@@ -239,8 +239,9 @@ class Http:
 
     def __init__(self, transport: httpx.AsyncBaseTransport, *, user_agent: str) -> None:
         self.transport = transport
-        # The fast path (``transport.Answer`` straight from aiohttp) where the transport has
-        # it; any other transport's ``httpx.Response`` is wrapped (``Answer.of``).
+        # The fast path (``AiohttpTransport.get``: an ``Answer`` straight from aiohttp, no
+        # ``httpx.Request``) where the transport has it; any other transport is sent a request
+        # and its ``httpx.Response`` wrapped (``Answer.of``).
         self._get = transport.get if isinstance(transport, AiohttpTransport) else None
         self.headers = {
             "User-Agent": user_agent,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from .config import Config, OutputSpec
 from .filters import NO_FILTERS, Filters
 from .render import FeedLinks, RenderReport, render_output, write_file
-from .render.archive import PageJob, archive_path, current_links, full_pages, render_page_job
+from .render.archive import PageJob, archive_path, current_links, full_pages, render_inline
 from .render.html import render_page
 from .render.pages import (
     GROUPS_DIR,
@@ -58,10 +58,6 @@ def build_site(config: Config) -> Site:
 
 # Renders archive pages, in order: inline (``render_inline``) or in worker processes.
 PageRenderer = Callable[[Sequence[PageJob]], Iterable[bytes]]
-
-
-def render_inline(jobs: Sequence[PageJob]) -> Iterable[bytes]:
-    return map(render_page_job, jobs)
 
 
 def render_outputs(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 from .render import RenderReport
-from .types import PollOutcome
+from .types import FAILED_STATUSES, OK_STATUSES, PollOutcome
 
 _duration = attrgetter("duration_s")
 
@@ -31,8 +31,8 @@ class Tally:
             r = o.result
             if r.new or r.updated or r.duplicate:
                 new, updated, duplicate = new + r.new, updated + r.updated, duplicate + r.duplicate
-        return cls(ok=by_status["ok"] + by_status["not_modified"],
-                   failed=by_status["failed"] + by_status["gone"],
+        return cls(ok=sum(by_status[s] for s in OK_STATUSES),
+                   failed=sum(by_status[s] for s in FAILED_STATUSES),
                    not_modified=by_status["not_modified"], new=new, updated=updated,
                    duplicate=duplicate)  # fmt: skip
 

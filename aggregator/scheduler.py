@@ -31,8 +31,9 @@ from .fetchloop import FetchLoop, host_of, interleave_by_host
 from .metrics import Metrics
 from .pipeline import Fetcher
 from .prune import QuietPruner, run_prune
-from .publish import render_inline, render_outputs
+from .publish import render_outputs
 from .render import RenderReport
+from .render.archive import render_inline
 from .renderstamp import clear_stamp, is_current, write_stamp
 from .report import TickReport
 from .runner import Message, TickRun, Writer

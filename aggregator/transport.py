@@ -370,23 +370,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         same header lines in the same order (Host, ``headers``, then ``validators``), without
         building the request (``fetch.Http``'s path over this transport; issue #16).
 
-        What a source costs between polls is its target (``_Target``): a kept request per
-        source, with its headers twice (httpx's and aiohttp's), held ~3 KB each, 300 MB at
-        100,000 sources.
+        Between polls a source costs its target (``_Target``: parsed URL, Host line, session)
+        instead of a kept request with its headers twice (httpx's and aiohttp's): ~3 KB each,
+        300 MB at 100,000 sources.
         """
         key = url if configured is None else (url, configured)
         target = self._targets.get(key) or self._target(key, url, configured)
         lines = [target[1], *headers, *validators]
-        session = self._sessions[target[2]] or self._open(target[2])
-        try:
-            response = await session.request(
-                "GET", target[0], headers=lines, allow_redirects=False, timeout=self._timeout
-            )
-        except Exception as exc:
-            mapped = _httpx_error(exc, httpx.Request("GET", url))
-            if mapped is None:
-                raise
-            raise mapped from exc
+        response = await self._request(target[2], url, "GET", target[0], headers=lines,
+                                       timeout=self._timeout)  # fmt: skip
         body = _Body(response, url)
         return Answer(response.status, response.reason or "", decode_headers(response.raw_headers),
                       body.__aiter__, body.aclose)  # fmt: skip
@@ -414,26 +406,26 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def _send(self, request: httpx.Request) -> aiohttp.ClientResponse:
         sent = self._sent.get(request) or self._prepare(request)
-        session = self._sessions[sent[2]] or self._open(sent[2])
         timeout = self._timeout
         if "timeout" in request.extensions:  # per request, as httpx spells it
             t: dict[str, Any] = request.extensions["timeout"]
             timeout = aiohttp.ClientTimeout(sock_connect=t.get("connect"), sock_read=t.get("read"))
+        return await self._request(sent[2], request, request.method, sent[0], headers=sent[1],
+                                   data=request.content or None, timeout=timeout)  # fmt: skip
+
+    async def _request(
+        self, which: int, about: httpx.Request | str, method: str, url: yarl.URL, **options: Any
+    ) -> aiohttp.ClientResponse:
+        """``request`` on session ``which`` (no redirects followed), aiohttp's errors raised as
+        httpx's about ``about`` (a request, or the URL of one built only if an error needs it)."""
+        session = self._sessions[which] or self._open(which)
         try:
-            response = await session.request(
-                request.method,
-                sent[0],
-                headers=sent[1],
-                data=request.content or None,
-                allow_redirects=False,
-                timeout=timeout,
-            )
+            return await session.request(method, url, allow_redirects=False, **options)
         except Exception as exc:  # a try costs nothing until something is raised
-            mapped = _httpx_error(exc, request)
+            mapped = _httpx_error(exc, _request_of(about))
             if mapped is None:
                 raise
             raise mapped from exc
-        return response
 
     async def aclose(self) -> None:
         for which, session in enumerate(self._sessions):

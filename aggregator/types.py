@@ -399,6 +399,10 @@ class StoreResult:
         return bool(self.new or self.updated or self.merged)
 
 
+OK_STATUSES = ("ok", "not_modified")  # a poll that worked (PollOutcome.ok)
+FAILED_STATUSES = ("failed", "gone")  # one that did not (PollOutcome.failed)
+
+
 @dataclass(frozen=True, slots=True)
 class PollOutcome:
     """The result of polling one source once."""
@@ -416,11 +420,11 @@ class PollOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("ok", "not_modified")
+        return self.status in OK_STATUSES
 
     @property
     def failed(self) -> bool:
-        return self.status in ("failed", "gone")
+        return self.status in FAILED_STATUSES
 
 
 def utc_now() -> datetime:

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from .prepare import Prepared, prepare
-from .render.archive import PageJob, render_page_job
+from .render.archive import PageJob, render_inline, render_page_job
 from .types import Fetched
 
 log = logging.getLogger(__name__)
@@ -86,12 +86,12 @@ class ParseWorkers:
         end of a tick they are idle, and a first render writes every page (issue #16). Inline
         when the pool is not running or breaks."""
         if self._pool is None or len(jobs) < 2:
-            return map(render_page_job, jobs)
+            return render_inline(jobs)
         try:
             rendering = self._pool.map(render_page_job, jobs)  # submitted now, read as they come
         except BrokenProcessPool:
             self.broken()
-            return map(render_page_job, jobs)
+            return render_inline(jobs)
         return self._rendered(jobs, rendering)
 
     def _rendered(self, jobs: Sequence[PageJob], rendering: Iterable[bytes]) -> Iterable[bytes]:
@@ -102,7 +102,7 @@ class ParseWorkers:
                 done += 1
         except BrokenProcessPool:
             self.broken()
-            yield from map(render_page_job, jobs[done:])
+            yield from render_inline(jobs[done:])
 
     def broken(self) -> None:
         """The workers died (killed, or cannot start): callers prepare inline from now on."""

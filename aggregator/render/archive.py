@@ -9,7 +9,7 @@ and links to the newest full page with ``prev-archive``; each page links to the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from aggregator.render._common import FeedLinks, self_url
 from aggregator.render.atom import file_name, render_atom
@@ -63,3 +63,8 @@ def render_page_job(job: PageJob) -> bytes:
     """``render_archive_page`` of one ``PageJob``: what a worker process is given."""
     channel, page, entries = job
     return render_archive_page(channel, entries, page)
+
+
+def render_inline(jobs: Sequence[PageJob]) -> Iterable[bytes]:
+    """The pages of ``jobs`` rendered here, in order, as they are read."""
+    return map(render_page_job, jobs)

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, literal_column, null, update
 
-from ..types import PollRecord
+from ..types import OK_STATUSES, PollRecord
 from .bulk import BulkExecute
 from .convert import dumps
 from .history import is_repeat
@@ -64,15 +64,21 @@ def record_polls(conn: Connection, records: Sequence[PollRecord]) -> None:
     A repeat (``history.is_repeat``) counts itself into the source's run of repeats; every
     other poll ends the run (``history.close_runs`` wrote it as a row first).
     """
-    plain_304 = [r for r in records if _is_plain_304(r)]
-    ok = [r for r in records if r.status in ("ok", "not_modified") and not _is_plain_304(r)]
-    failed = [r for r in records if r.status not in ("ok", "not_modified")]
+    repeats: list[PollRecord] = []  # plain 304s that repeat the poll before
+    plain_304: list[PollRecord] = []  # the other plain 304s
+    ok: list[PollRecord] = []
+    failed: list[PollRecord] = []
+    for r in records:  # one pass: a warm tick sorts every source here
+        if _is_plain_304(r):
+            (repeats if is_repeat(r) else plain_304).append(r)
+        elif r.status in OK_STATUSES:
+            ok.append(r)
+        else:
+            failed.append(r)
+    if repeats:
+        _write_304(conn, repeats, _304_REPEAT)
     if plain_304:
-        repeats = [r for r in plain_304 if is_repeat(r)]
-        if repeats:
-            _write_304(conn, repeats, _304_REPEAT)
-        if len(repeats) < len(plain_304):
-            _write_304(conn, [r for r in plain_304 if not is_repeat(r)], _304)
+        _write_304(conn, plain_304, _304)
     if ok:
         _write_ok(conn, ok)
     if failed:

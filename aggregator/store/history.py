@@ -50,6 +50,11 @@ def is_repeat(record: PollRecord) -> bool:
             and h.etag == h.sent_etag and h.last_modified == h.sent_last_modified)  # fmt: skip
 
 
+def ends_run(record: PollRecord) -> bool:
+    """A kept poll that is not a repeat: it has a row, and ends the source's run of repeats."""
+    return record.history is not None and not is_repeat(record)
+
+
 def _row(record: PollRecord, counts: str | None) -> dict[str, Any]:
     """The poll's row (not a repeat's: those write none)."""
     h = record.history
@@ -81,7 +86,7 @@ def log_polls(
     stored): a row for each but the repeats. Call ``close_runs`` first, before the
     bookkeeping ends the runs."""
     counts = _counts(result) if result is not None else None
-    rows = [_row(r, counts) for r in records if r.history is not None and not is_repeat(r)]
+    rows = [_row(r, counts) for r in records if ends_run(r)]
     if rows:
         _INSERT.run(conn, rows)
 
@@ -102,7 +107,7 @@ _CLOSE_RUN = insert(POLLS).from_select(
 def close_runs(conn: Connection, records: Sequence[PollRecord]) -> None:
     """Write the run of repeats of each source whose poll in ``records`` ends it (a kept poll
     that is not a repeat), as one row, before its own; the bookkeeping then ends the run."""
-    ending = [{"b_id": r.source_id} for r in records if r.history is not None and not is_repeat(r)]
+    ending = [{"b_id": r.source_id} for r in records if ends_run(r)]
     if ending:
         conn.execute(_CLOSE_RUN, ending)
 
