@@ -56,13 +56,31 @@ def _drop(match: re.Match[str]) -> str:
     return char if char > "\uffff" and ord(char) & 0xFFFE != 0xFFFE else ""
 
 
+def _nothing_to_drop(value: str) -> bool:
+    """True when ``value`` holds none of the code points either rule may drop.
+
+    Each of them is one Python does not print (categories Cc, Cf, Cs and Cn: a test checks
+    every code point), so a value that prints once tab, LF and CR are taken out has none.
+    ASCII, the common case of HTML and URLs, is checked as bytes (~1 ns a character), the rest
+    with ``isprintable`` (~2 ns): the regex's class of ranges costs ~5 ns a character, 10 µs
+    for 2 KB of an entry's HTML, paid by every entry a feed writes (issue #16). A value that
+    does not print (a no-break space, say) goes through the regex as before.
+    """
+    if value.isascii():
+        return not value.encode("ascii").translate(None, _ASCII_KEPT)
+    return value.replace("\n", "").replace("\t", "").replace("\r", "").isprintable()
+
+
+_ASCII_KEPT = bytes([0x09, 0x0A, 0x0D, *range(0x20, 0x7F)])  # tab, LF, CR and the printable
+
+
 def clean_markup(value: str) -> str:
     """``value`` without the code points no output may carry (see the module docstring).
 
     For HTML, URLs and ids: safe to run over serialised HTML, since none of these characters
     can be part of a tag, and the sanitiser writes every other character as itself.
     """
-    return _MARKUP.sub(_drop, value)
+    return value if _nothing_to_drop(value) else _MARKUP.sub(_drop, value)
 
 
 def clean_text(value: str) -> str:
@@ -70,4 +88,4 @@ def clean_text(value: str) -> str:
 
     Whitespace is left as it is: the callers collapse it where a field is one line.
     """
-    return _PLAIN.sub(_drop, value)
+    return value if _nothing_to_drop(value) else _PLAIN.sub(_drop, value)

@@ -348,3 +348,21 @@ def test_pipeline_outputs_carry_no_unsafe_code_point(
         assert f"Summary {ENGLAND}" in strings[name]
     _atom_is_valid(outputs["all.atom"], tmp_path)
     assert not feedparser.parse(BytesIO(outputs["all.rss"])).bozo
+
+
+def test_every_code_point_either_rule_drops_is_one_python_does_not_print() -> None:
+    """The fast path of both rules (``_nothing_to_drop``) skips the regex for a value that
+    prints once tab, LF and CR are out: right only if no code point the rules drop prints.
+    Checked for every code point, alone and inside printable text (issue #16)."""
+    from aggregator.text import _MARKUP, _PLAIN, _drop, _nothing_to_drop
+
+    for code in range(0x110000):
+        char = chr(code)
+        dropped = _MARKUP.sub(_drop, char) != char or _PLAIN.sub(_drop, char) != char
+        if dropped:
+            assert not char.isprintable(), hex(code)
+            assert not _nothing_to_drop(f"a{char}b"), hex(code)
+    for value in ("plain ascii", "中文，标点。", "tab\tline\nfeed\r\n", "emoji \U0001f468\u200d"):
+        assert clean_markup(value) == value
+    assert clean_text("a\u200bb\ufeff") == "ab" and clean_markup("a\u200bb") == "a\u200bb"
+    assert clean_markup("\u00a0x\x85\u202e") == "\u00a0x"  # unprintable: through the regex

@@ -1,4 +1,11 @@
-"""Render a channel as an Atom 1.0 document (RFC 4287). Pure: no I/O, no clock."""
+"""Render a channel as an Atom 1.0 document (RFC 4287). Pure: no I/O, no clock.
+
+``render_atom`` writes the document as text, in exactly the bytes lxml writes for the same tree
+(``render_atom_tree``, the plain path, kept as the reference: ``tests/test_render_atom_text.py``
+holds the two equal over generated entries). Building an lxml tree cost ~50 µs per entry, and a
+first render of a large store writes every RFC 5005 archive page: 20,000 entries at 1,000
+sources were a third of the cold tick (issue #16).
+"""
 
 from __future__ import annotations
 
@@ -46,6 +53,122 @@ def render_atom(
     With ``links.current`` set, the document is an RFC 5005 archive page of that feed: it keeps
     the feed's id, links to the current document and carries ``fh:archive``.
     """
+    archive = links.current is not None
+    url = self_url(channel, file_name(channel))
+    out = [_XML_DECL, _FEED_ARCHIVE if archive else _FEED, _text_line(1, "id", url)]
+    out.append(_text_line(1, "title", clean_text(channel.title), _TEXT))
+    if channel.subtitle:
+        out.append(_text_line(1, "subtitle", clean_text(channel.subtitle), _TEXT))
+    out.append(_text_line(1, "updated", rfc3339(feed_updated(entries) or EPOCH)))
+    out.append(_link_line(1, links.self_href or url, rel="self", type="application/atom+xml"))
+    out.append(_link_line(1, links.alternate or channel.base_url, rel="alternate"))
+    if links.hub:
+        out.append(_link_line(1, links.hub, rel="hub"))
+    if links.current:
+        out.append(_link_line(1, links.current, rel="current", type="application/atom+xml"))
+    if links.prev_archive:
+        out.append(
+            _link_line(1, links.prev_archive, rel="prev-archive", type="application/atom+xml")
+        )
+    out.append(_text_line(1, "generator", GENERATOR))
+    if archive:
+        out.append("  <fh:archive/>\n")
+    out += [_entry_text(channel, entry) for entry in entries]
+    out.append("</feed>\n")
+    return "".join(out).encode()
+
+
+# -- the document as text: what libxml2 writes for the tree below, pretty-printed --------------
+
+_XML_DECL = "<?xml version='1.0' encoding='utf-8'?>\n"
+_FEED = f'<feed xmlns="{ATOM_NS}" xmlns:media="{MEDIA_NS}">\n'
+_FEED_ARCHIVE = f'<feed xmlns="{ATOM_NS}" xmlns:media="{MEDIA_NS}" xmlns:fh="{FH_NS}">\n'
+_TEXT = ' type="text"'
+_HTML = ' type="html"'
+
+
+def _escape_text(value: str) -> str:
+    """Character data as libxml2 writes it (``xmlEscapeContent``): & < > and CR escaped."""
+    if "&" in value:
+        value = value.replace("&", "&amp;")
+    if "<" in value:
+        value = value.replace("<", "&lt;")
+    if ">" in value:
+        value = value.replace(">", "&gt;")
+    if "\r" in value:
+        value = value.replace("\r", "&#13;")
+    return value
+
+
+_ATTRIBUTE = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;",
+     "\t": "&#9;"}
+)  # fmt: skip
+
+
+def _escape_attribute(value: str) -> str:
+    """An attribute value as libxml2 writes it between double quotes."""
+    return value.translate(_ATTRIBUTE)
+
+
+def _text_line(depth: int, tag: str, value: str | None, attrs: str = "") -> str:
+    """``_text``'s element: ``value`` through ``clean_markup``, on its own line."""
+    pad = "  " * depth
+    return f"{pad}<{tag}{attrs}>{_escape_text(clean_markup(value))}</{tag}>\n"
+
+
+def _link_line(depth: int, href: str, **attrs: str) -> str:
+    """``_link``'s element: every value through ``clean_markup``, in the order given."""
+    out = ["  " * depth, '<link href="', _escape_attribute(clean_markup(href)), '"']
+    for key, value in attrs.items():
+        out += [" ", key, '="', _escape_attribute(clean_markup(value)), '"']
+    out.append("/>\n")
+    return "".join(out)
+
+
+def _entry_text(channel: Channel, entry: StoredEntry) -> str:
+    """``_entry`` as text, at depth 1."""
+    out = ["  <entry>\n", _text_line(2, "id", entry.uid)]
+    out.append(_text_line(2, "title", clean_text(entry.title), _TEXT))
+    if entry.link:
+        out.append(_link_line(2, entry.link, rel="alternate"))
+    out.append(_text_line(2, "published", rfc3339(entry.published_at)))
+    out.append(_text_line(2, "updated", rfc3339(entry.updated_at)))
+    out += ["    <author>\n", _text_line(3, "name", author_name(entry, channel)), "    </author>\n"]
+    for term in categories(entry):
+        out.append(f'    <category term="{_escape_attribute(term)}"/>\n')
+    if entry.summary.strip():
+        out.append(_text_line(2, "summary", clean_text(entry.summary), _TEXT))
+    out.append(_text_line(2, "content", entry.content_html, _HTML))
+    for enclosure in entry.enclosures:
+        attrs = _enclosure_attributes(enclosure)
+        if attrs is not None:
+            out.append(_link_line(2, enclosure.url, rel="enclosure", **attrs))
+    if entry.thumbnail:
+        url = _escape_attribute(clean_markup(entry.thumbnail))
+        out.append(f'    <media:thumbnail url="{url}"/>\n')
+    source = primary_source(entry)
+    if source is not None:
+        out += [
+            "    <source>\n",
+            _text_line(3, "id", source.source_url),
+            _text_line(3, "title", clean_text(source.source_title), _TEXT),
+            _link_line(3, source.source_url, rel="self"),
+        ]
+        if source.feed_link:
+            out.append(_link_line(3, source.feed_link, rel="alternate"))
+        out.append("    </source>\n")
+    out.append("  </entry>\n")
+    return "".join(out)
+
+
+# -- the plain path: the same document as an lxml tree -------------------------------------------
+
+
+def render_atom_tree(
+    channel: Channel, entries: Sequence[StoredEntry], *, links: FeedLinks = NO_LINKS
+) -> bytes:
+    """``render_atom`` built as an lxml tree and serialised by lxml: the reference."""
     archive = links.current is not None
     feed = etree.Element(_atom("feed"), nsmap=_ARCHIVE_NSMAP if archive else _NSMAP)
     url = self_url(channel, file_name(channel))
@@ -101,15 +224,22 @@ def _entry(channel: Channel, entry: StoredEntry) -> etree._Element:
     return element
 
 
-def _enclosure(parent: etree._Element, enclosure: Enclosure) -> None:
+def _enclosure_attributes(enclosure: Enclosure) -> dict[str, str] | None:
+    """An enclosure link's attributes beside ``href`` and ``rel``; None: no link (no URL)."""
     if not enclosure.url:
-        return
+        return None
     attrs: dict[str, str] = {}
     if enclosure.type and _MEDIA_TYPE.fullmatch(enclosure.type):
         attrs["type"] = enclosure.type
     if enclosure.length is not None:
         attrs["length"] = str(enclosure.length)
-    _link(parent, enclosure.url, rel="enclosure", **attrs)
+    return attrs
+
+
+def _enclosure(parent: etree._Element, enclosure: Enclosure) -> None:
+    attrs = _enclosure_attributes(enclosure)
+    if attrs is not None:
+        _link(parent, enclosure.url, rel="enclosure", **attrs)
 
 
 def _source(source: Provenance) -> etree._Element:
