@@ -6,12 +6,12 @@ An outer shell over the store's read side and the render stage (neither imports 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 
 from .config import Config, OutputSpec
 from .filters import NO_FILTERS, Filters
 from .render import FeedLinks, RenderReport, render_output, write_file
-from .render.archive import PageJob, archive_path, current_links, full_pages, render_inline
+from .render.archive import archive_path, current_links, full_pages, render_archive_page
 from .render.html import render_page
 from .render.pages import (
     GROUPS_DIR,
@@ -56,17 +56,8 @@ def build_site(config: Config) -> Site:
     )  # fmt: skip
 
 
-# Renders archive pages, in order: inline (``render_inline``) or in worker processes.
-PageRenderer = Callable[[Sequence[PageJob]], Iterable[bytes]]
-
-
-def render_outputs(
-    config: Config, store: Reader, *, pages: PageRenderer = render_inline
-) -> tuple[RenderReport, ...]:
-    """Regenerate every configured output, group and page from the database alone.
-
-    ``pages``: where RFC 5005 archive pages are rendered (a first render writes every one:
-    the scheduler hands them to its idle parse workers at the end of a tick; issue #16)."""
+def render_outputs(config: Config, store: Reader) -> tuple[RenderReport, ...]:
+    """Regenerate every configured output, group and page from the database alone."""
     site = build_site(config)
     out = config.output.dir
     reports: list[RenderReport] = []
@@ -78,7 +69,7 @@ def render_outputs(
         archived = RenderReport()
         links = FeedLinks(hub=config.output.websub_hub)
         if "atom" in spec.formats:
-            archived, count = _archive(config, store, channel, ids, spec.filters, pages)
+            archived, count = _archive(config, store, channel, ids, spec.filters)
             links = current_links(channel, count, base=links)
         reports += (render_output(channel, entries, spec.formats, out, links=links), archived)
         html.write(section, entries)
@@ -157,12 +148,7 @@ def _runs(pages: list[int], most: int) -> list[list[int]]:
 
 
 def _archive(
-    config: Config,
-    store: Reader,
-    channel: Channel,
-    ids: list[str],
-    hide: Filters = NO_FILTERS,
-    pages: PageRenderer = render_inline,
+    config: Config, store: Reader, channel: Channel, ids: list[str], hide: Filters = NO_FILTERS
 ) -> tuple[RenderReport, int]:
     """Write the full RFC 5005 archive pages not written yet; return them and how many exist.
 
@@ -170,8 +156,7 @@ def _archive(
     even when an entry on them is updated later; the current document carries the update.
     Pages missing one after another are read together, ``ARCHIVE_READ_PAGES`` at a time (one
     query each, not one per page: a first render of a large store writes hundreds of pages,
-    and each query pays for its offset; issue #16), and rendered by ``pages`` while the next
-    run is read.
+    and each query pays for its offset; issue #16).
     """
     size = config.output.archive_page_size
     count = full_pages(store.count_entries(ids), size) if ids else 0
@@ -184,26 +169,13 @@ def _archive(
             unchanged.append(rel)
         else:
             missing.append(page)
-
-    def write(jobs: list[PageJob], rendered: Iterable[bytes]) -> None:
-        for (_, page, _), data in zip(jobs, rendered, strict=True):
-            rel = archive_path(channel, page)
-            write_file(config.output.dir, rel, data)
-            written.append(rel)
-
-    before: tuple[list[PageJob], Iterable[bytes]] | None = None
     for run in _runs(missing, ARCHIVE_READ_PAGES):
         first = run[0]
         read = store.entries_by_arrival(ids, offset=(first - 1) * size, limit=len(run) * size)
-        jobs: list[PageJob] = []
         for page in run:
             start = (page - first) * size
             kept = tuple(e for e in read[start : start + size] if hide.drops(e) is None)
-            jobs.append((channel, page, kept))
-        rendering = pages(jobs)
-        if before is not None:
-            write(*before)
-        before = (jobs, rendering)
-    if before is not None:
-        write(*before)
+            rel = archive_path(channel, page)
+            write_file(config.output.dir, rel, render_archive_page(channel, kept, page))
+            written.append(rel)
     return RenderReport(written=tuple(written), unchanged=tuple(unchanged)), count

@@ -33,7 +33,6 @@ from .pipeline import Fetcher
 from .prune import QuietPruner, run_prune
 from .publish import render_outputs
 from .render import RenderReport
-from .render.archive import render_inline
 from .renderstamp import clear_stamp, is_current, write_stamp
 from .report import TickReport
 from .runner import Message, TickRun, Writer
@@ -207,7 +206,7 @@ class Scheduler:
                 self.work.give_back(now)
         elsewhere = self.work is not None and self.work.settle(now, changed=publisher.changed)
         if publisher.changed or self._render_due or elsewhere:
-            self._render_due = not publisher.publish(final=True)
+            self._render_due = not publisher.publish()
         return TickReport(len(order), tuple(outcomes), tuple(publisher.renders), abandoned,
                           render_error=publisher.error)  # fmt: skip
 
@@ -347,19 +346,14 @@ class _Publisher:
             writer.changed = False
             self.changed = not self.publish()  # slow sources must not hold back fast ones
 
-    def publish(self, *, final: bool = False) -> bool:
-        """Render every output; False (logged, retried later) when one cannot be written.
-
-        ``final``: at the tick's end, when the parse workers (if running) are idle: they render
-        the archive pages. During a tick they parse, and a render must not wait for them."""
+    def publish(self) -> bool:
+        """Render every output; False (logged, retried later) when one cannot be written."""
         self.last = time.monotonic()
         store = self.scheduler.store
-        workers = self.scheduler._workers
-        pages = workers.render_pages if final and workers is not None else render_inline
         try:
             generation = store.content_generation()  # before: a change made meanwhile is due
             clear_stamp(self.config)
-            renders = render_outputs(self.config, store, pages=pages)
+            renders = render_outputs(self.config, store)
         except (RenderError, StoreError, OSError) as exc:  # (reading entries can fail too)
             log.error("render failed (old outputs kept, retried at the next tick): %s", exc)
             self.error = str(exc)

@@ -14,12 +14,9 @@ import os
 import select
 import threading
 import time
-from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 from .prepare import Prepared, prepare
-from .render.archive import PageJob, render_inline, render_page_job
 from .types import Fetched
 
 log = logging.getLogger(__name__)
@@ -68,7 +65,7 @@ class ParseWorkers:
     def started(self) -> bool:
         return self._pool is not None
 
-    def start(self) -> ProcessPoolExecutor:
+    def submit(self, fetched: Fetched, max_entries: int) -> Future[Prepared]:
         if self._pool is None:
             # (No forkserver preload of the parse stages: each worker would start faster, but
             # the server would then hold those modules too, counted again in the tree's RSS.)
@@ -76,33 +73,7 @@ class ParseWorkers:
             self._pool = ProcessPoolExecutor(
                 self.size, mp_context=context, initializer=watch_parent, initargs=(os.getpid(),)
             )
-        return self._pool
-
-    def submit(self, fetched: Fetched, max_entries: int) -> Future[Prepared]:
-        return self.start().submit(prepare, fetched, max_entries)
-
-    def render_pages(self, jobs: Sequence[PageJob]) -> Iterable[bytes]:
-        """Archive pages rendered by the workers, in order (``publish.PageRenderer``): at the
-        end of a tick they are idle, and a first render writes every page (issue #16). Inline
-        when the pool is not running or breaks."""
-        if self._pool is None or len(jobs) < 2:
-            return render_inline(jobs)
-        try:
-            rendering = self._pool.map(render_page_job, jobs)  # submitted now, read as they come
-        except BrokenProcessPool:
-            self.broken()
-            return render_inline(jobs)
-        return self._rendered(jobs, rendering)
-
-    def _rendered(self, jobs: Sequence[PageJob], rendering: Iterable[bytes]) -> Iterable[bytes]:
-        done = 0
-        try:
-            for data in rendering:
-                yield data
-                done += 1
-        except BrokenProcessPool:
-            self.broken()
-            yield from render_inline(jobs[done:])
+        return self._pool.submit(prepare, fetched, max_entries)
 
     def broken(self) -> None:
         """The workers died (killed, or cannot start): callers prepare inline from now on."""

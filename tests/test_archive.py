@@ -217,35 +217,3 @@ def test_runs_cut_consecutive_pages() -> None:
 
     assert _runs([1, 2, 3, 5, 6, 9], 2) == [[1, 2], [3], [5, 6], [9]]
     assert _runs([], 5) == []
-
-
-def test_pages_rendered_by_the_workers_equal_pages_rendered_inline(tmp_path: Path) -> None:
-    """At a tick's end the parse workers render the archive pages (issue #16): the same bytes,
-    in the same order, as inline; a broken pool falls back to rendering inline."""
-    from aggregator import publish
-    from aggregator.workers import ParseWorkers
-
-    kit = SiteKit(tmp_path)
-    kit.feed("a", "Source A", items("a", 23))
-    kit.write_config([("a", None)], output="limit = 4\narchive_page_size = 2")
-    out = run(kit)
-    pages = out / "archive" / "all"
-    inline = {p.name: p.read_bytes() for p in pages.iterdir()}
-    shutil.rmtree(pages)
-    config = load_config(kit.root / "aggregator.toml")
-    store = open_store(config.storage.url)
-    workers = ParseWorkers(2)
-    try:
-        pool = workers.start()  # as a tick with many sources does
-        publish.render_outputs(config, store, pages=workers.render_pages)
-        assert {p.name: p.read_bytes() for p in pages.iterdir()} == inline
-        shutil.rmtree(pages)
-        for process in list(pool._processes.values()):  # the workers die (killed, OOM)
-            process.kill()
-            process.join()
-        publish.render_outputs(config, store, pages=workers.render_pages)
-        assert {p.name: p.read_bytes() for p in pages.iterdir()} == inline
-        assert not workers.started  # broken: inline from now on
-    finally:
-        workers.close()
-        store.close()

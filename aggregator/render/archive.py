@@ -9,7 +9,7 @@ and links to the newest full page with ``prev-archive``; each page links to the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from aggregator.render._common import FeedLinks, self_url
 from aggregator.render.atom import file_name, render_atom
@@ -53,18 +53,3 @@ def render_archive_page(
     """Archive page ``page`` from its ``entries`` as stored (oldest first); newest first inside."""
     newest_first = tuple(reversed(entries))
     return render_atom(channel, newest_first, links=page_links(channel, page, alternate=alternate))
-
-
-# One archive page to render: its channel, its number and its entries (as stored).
-PageJob = tuple[Channel, int, tuple[StoredEntry, ...]]
-
-
-def render_page_job(job: PageJob) -> bytes:
-    """``render_archive_page`` of one ``PageJob``: what a worker process is given."""
-    channel, page, entries = job
-    return render_archive_page(channel, entries, page)
-
-
-def render_inline(jobs: Sequence[PageJob]) -> Iterable[bytes]:
-    """The pages of ``jobs`` rendered here, in order, as they are read."""
-    return map(render_page_job, jobs)
