@@ -51,6 +51,8 @@ ACCEPT_ENCODING = "gzip, deflate, br"
 # Request extension: the URL the admin configured for the source this request serves. Another
 # host than the request's own means a redirect (or a moved feed) took the fetch there.
 CONFIGURED_URL = "aggregator.configured_url"
+# What aiohttp adds to a request that lacks them; ours carry their own, or none.
+AIOHTTP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent")
 _CONFIGURED, _REDIRECTED = 0, 1  # which session (and which check) a request goes through
 
 
@@ -234,6 +236,12 @@ def plain_url(url: str) -> tuple[str, str] | None:
     return url, m["netloc"]
 
 
+def _names_auto_headers(headers: Sequence[tuple[str, str]]) -> bool:
+    """Whether ``headers`` name all of ``AIOHTTP_AUTO_HEADERS`` (aiohttp then adds none)."""
+    names = {name.lower() for name, _ in headers}
+    return all(name.lower() in names for name in AIOHTTP_AUTO_HEADERS)
+
+
 def _request_of(request: httpx.Request | str) -> httpx.Request:
     return request if isinstance(request, httpx.Request) else httpx.Request("GET", request)
 
@@ -271,6 +279,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
         # ``get``'s targets by URL text (and configured URL, for a redirected one; bounded).
         self._targets: dict[str | tuple[str, str], _Target] = {}
+        self._complete: Sequence[tuple[str, str]] | None = None  # names every auto header
         self._max_connections = max_connections
         self._keepalive_s = keepalive_s
         self._timeout = aiohttp.ClientTimeout(
@@ -284,11 +293,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         connector = aiohttp.TCPConnector(
             limit=self._max_connections, keepalive_timeout=self._keepalive_s, resolver=resolver
         )
+        # No ``skip_auto_headers`` here: a session's set costs every request two more header
+        # dicts in aiohttp (~3 % of a warm poll's instructions, issue #16). ``get`` always sends
+        # the three headers aiohttp would add, so it adds none; ``_send`` (any other request)
+        # names them per request.
         session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
-            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"),
             trust_env=False,
         )
         self._sessions[which] = session
@@ -377,8 +389,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         key = url if configured is None else (url, configured)
         target = self._targets.get(key) or self._target(key, url, configured)
         lines = [target[1], *headers, *validators]
+        if headers is not self._complete:  # (``fetch.Http`` passes the same list every time)
+            self._complete = headers if _names_auto_headers(headers) else None
+        skip = None if headers is self._complete else AIOHTTP_AUTO_HEADERS
         response = await self._request(target[2], url, "GET", target[0], headers=lines,
-                                       timeout=self._timeout)  # fmt: skip
+                                       timeout=self._timeout, skip_auto_headers=skip)  # fmt: skip
         body = _Body(response, url)
         return Answer(response.status, response.reason or "", decode_headers(response.raw_headers),
                       body.__aiter__, body.aclose)  # fmt: skip
@@ -411,7 +426,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             t: dict[str, Any] = request.extensions["timeout"]
             timeout = aiohttp.ClientTimeout(sock_connect=t.get("connect"), sock_read=t.get("read"))
         return await self._request(sent[2], request, request.method, sent[0], headers=sent[1],
-                                   data=request.content or None, timeout=timeout)  # fmt: skip
+                                   data=request.content or None, timeout=timeout,
+                                   skip_auto_headers=AIOHTTP_AUTO_HEADERS)  # fmt: skip
 
     async def _request(
         self, which: int, about: httpx.Request | str, method: str, url: yarl.URL, **options: Any

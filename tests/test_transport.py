@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from aggregator.errors import FetchError
 from aggregator.fetch import Http, fetch, make_http
-from aggregator.transport import decode_headers, plain_url
+from aggregator.transport import AiohttpTransport, decode_headers, plain_url
 from aggregator.types import Fetched
 
 from .feedserver import FeedServer, Route, rss, running_feed_server
@@ -122,6 +122,32 @@ def test_transport_speaks_httpx_to_any_caller(server: FeedServer) -> None:
     response = asyncio.run(go())
     assert response.status_code == 200 and response.content == FEED
     assert response.headers["content-encoding"] == "gzip"
+
+
+def test_aiohttp_adds_no_header_of_its_own(server: FeedServer) -> None:
+    """The session has no ``skip_auto_headers`` (they cost every request); a request that names
+    no User-Agent, Accept or Accept-Encoding still goes out without aiohttp's, by either path."""
+    server.routes["/f"] = Route(body=FEED)
+
+    async def go() -> None:
+        http = make_http(user_agent="ua")
+        transport = http.transport
+        assert isinstance(transport, AiohttpTransport)
+        try:
+            response = await transport.handle_async_request(httpx.Request("GET", server.url("/f")))
+            await response.aread()
+            for headers in ([("X-Mine", "1")], [("User-Agent", "ua")]):  # two lists: both checked
+                answer = await transport.get(server.url("/f"), headers, [])
+                await answer.aclose()
+            answer = await http.get(server.url("/f"), None, None)  # ``Http``'s own three
+            await answer.aclose()
+        finally:
+            await http.aclose()
+
+    asyncio.run(go())
+    names = [[name.lower() for name, _ in seen.lines] for seen in server.requests]
+    assert names[:3] == [["host"], ["host", "x-mine"], ["host", "user-agent"]]
+    assert names[3] == ["host", "user-agent", "accept", "accept-encoding"]
 
 
 # -- the fast path (``Answer`` straight from aiohttp, issue #16) equals the plain one -----------
