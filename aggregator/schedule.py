@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .config import PollConfig, SourceConfig
+from .quickinit import quick_init
 from .types import FeedHints
 
 MAX_BACKOFF_SHIFT = 6  # 2**6: at most 64 times the interval (then the ceiling applies)
@@ -33,6 +34,7 @@ def _skip(at: datetime, hours: Sequence[int], days: Sequence[int]) -> datetime:
     return at  # every hour of every day skipped: the feed is misconfigured; ignore the hint
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class NextCheck:
     """When to poll a source next, and what decided it (shown by ``sources``, the status page).

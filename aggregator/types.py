@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from .quickinit import quick_init
+
 
 def as_utc(value: datetime | None) -> datetime | None:
     """Return ``value`` as an aware UTC datetime; naive values are taken to be UTC."""
@@ -37,6 +39,7 @@ def _lower_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
     return LowerHeaders((k.lower(), v) for k, v in headers.items())
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Fetched:
     """What fetch (or a fixture read) produced for one source.
@@ -65,6 +68,7 @@ class Fetched:
         return self.status == 304
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Enclosure:
     url: str
@@ -72,6 +76,7 @@ class Enclosure:
     length: int | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ParsedEntry:
     """One entry as the source published it; HTML is raw (not yet cleaned)."""
@@ -111,6 +116,7 @@ class ParsedFeed:
     warnings: tuple[str, ...] = ()
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Entry:
     """A normalised entry from one source: cleaned HTML, absolute links, a dedup key."""
@@ -154,6 +160,7 @@ class Action(StrEnum):
     DROPPED = "dropped"  # over the per-feed cap ([poll] max_entries_per_feed): not stored (#14)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class KnownItem:
     """A source item already stored under (source_id, key)."""
@@ -166,6 +173,7 @@ class KnownItem:
     field_hashes: str | None = None  # ``dedup.field_hashes``: which fields an update changed
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """An existing merged entry another item could be the same story as."""
@@ -203,6 +211,7 @@ class Known:
     tombstones: Mapping[str, Tombstone] = field(default_factory=dict)  # by key, this source only
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     """One dedup/update verdict, stored as data so ``explain`` can trace an entry's fate."""
@@ -222,6 +231,7 @@ class Decision:
     field_hashes: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Provenance:
     """One source that carried a merged entry."""
@@ -234,6 +244,7 @@ class Provenance:
     guid: str | None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class StoredEntry:
     """A merged entry as the renderers see it."""
@@ -298,6 +309,7 @@ class SourceState:
             object.__setattr__(self, name, as_utc(getattr(self, name)))
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class FeedHints:
     """What a feed says about how often to poll it (RSS ttl, skipHours, skipDays)."""
@@ -307,6 +319,7 @@ class FeedHints:
     skip_days: tuple[int, ...] = ()
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PollState:
     """What a tick needs of a stored source: where to poll, validators, failures, feed hints."""
@@ -320,6 +333,7 @@ class PollState:
     hints: FeedHints = FeedHints()
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PollHistory:
     """One poll as ``sources show`` lists it (issue #14): what was asked, what came back."""
@@ -333,6 +347,7 @@ class PollHistory:
     duration_ms: int = 0
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PollRecord:
     """The bookkeeping of one poll of one source, as the store writes it."""
@@ -379,6 +394,7 @@ class PollRecord:
         )
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class StoreResult:
     new: int = 0
@@ -403,6 +419,7 @@ OK_STATUSES = ("ok", "not_modified")  # a poll that worked (PollOutcome.ok)
 FAILED_STATUSES = ("failed", "gone")  # one that did not (PollOutcome.failed)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PollOutcome:
     """The result of polling one source once."""

@@ -8,21 +8,28 @@ The caches and fast paths and where their own proofs live:
 - fetch.header_dict vs httpx's Headers.items(): tests/test_fetch.py;
 - Deadlines vs asyncio.timeout: tests/test_deadlines.py;
 - the text of cleaned HTML read without a second sanitiser pass: tests/test_process.py;
-- here: the reused conditional request, the transport's URL cache, the reusable nh3 cleaner.
+- here: the reused conditional request, the transport's URL cache, the reusable nh3 cleaner,
+  and ``quick_init``'s constructors vs the dataclasses' own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import typing
 from functools import partial
 
 import httpx
 import nh3
 import pytest
 import yarl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from aggregator import schedule, types
 from aggregator.fetch import Http
 from aggregator.process import html
+from aggregator.quickinit import quick_init
 from aggregator.transport import AiohttpTransport
 
 from .conftest import ROOT
@@ -107,3 +114,75 @@ def test_the_reusable_cleaner_equals_a_cleaner_built_per_call() -> None:
             finally:
                 html._BASE.reset(token)
             assert reused == html._sanitise(fresh, fragment)
+
+
+# -- quick_init: the same objects as the dataclasses' own __init__ -------------------------------
+
+QUICK = sorted(
+    (c for m in (types, schedule) for c in vars(m).values()
+     if isinstance(c, type) and "__dataclass_init__" in c.__dict__),
+    key=lambda c: c.__name__,
+)  # fmt: skip
+
+
+def test_the_hot_value_types_have_quick_init() -> None:
+    names = {c.__name__ for c in QUICK}
+    assert {"Fetched", "Entry", "PollRecord", "PollOutcome", "PollState", "NextCheck"} <= names
+
+
+@pytest.mark.parametrize("cls", QUICK, ids=lambda c: c.__name__)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_quick_init_builds_what_the_dataclass_builds(cls: type, data: st.DataObject) -> None:
+    hints = typing.get_type_hints(cls)
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    required = [f for f in fields if f.default is f.default_factory is dataclasses.MISSING]
+    given_fields = required + [f for f in fields if f not in required and data.draw(st.booleans())]
+    values = {f.name: data.draw(st.from_type(hints[f.name])) for f in given_fields}
+    positional = [] if data.draw(st.booleans()) else [
+        values.pop(f.name) for f in fields[: len(required)] if not f.kw_only
+    ]  # fmt: skip
+    plain: object = object.__new__(cls)
+    cls.__dataclass_init__(plain, *positional, **values)  # type: ignore[attr-defined]
+    quick = cls(*positional, **values)
+    for f in dataclasses.fields(cls):  # every slot, compared or not
+        assert getattr(quick, f.name) == getattr(plain, f.name), f.name
+    assert quick == plain
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(quick, fields[0].name, None)
+
+
+def test_quick_init_keeps_defaults_factories_and_errors() -> None:
+    @quick_init
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Sample:
+        a: int
+        b: list[int] = dataclasses.field(default_factory=list)
+        c: str = "c"
+        d: int = dataclasses.field(default=4, init=False)
+        e: int = dataclasses.field(default=5, kw_only=True)
+        seen: list[int] = dataclasses.field(default_factory=list, init=False, compare=False)
+
+        def __post_init__(self) -> None:
+            self.seen.append(self.a)
+
+    one, two = Sample(1), Sample(2, [9], "x", e=7)
+    assert (one.b, one.c, one.d, one.e, one.seen) == ([], "c", 4, 5, [1])
+    assert (two.b, two.c, two.d, two.e, two.seen) == ([9], "x", 4, 7, [2])
+    assert Sample(1).b is not one.b  # a new list each time, as the factory gives
+    bad: tuple[object, ...]
+    for bad in ((), (1, [], "c", 4)):
+        with pytest.raises(TypeError):
+            Sample(*bad)
+    with pytest.raises(TypeError, match="frozen, slotted"):
+        quick_init(dataclasses.dataclass(frozen=False, slots=True)(type("Loose", (), {})))
+
+
+def test_quick_init_refuses_what_it_cannot_build() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class WithInitVar:
+        a: int
+        b: dataclasses.InitVar[int] = 0
+
+    with pytest.raises(TypeError, match="cannot build"):
+        quick_init(WithInitVar)
