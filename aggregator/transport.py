@@ -120,13 +120,17 @@ def decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> LowerHeaders:
     """Raw header pairs as one dict, as ``dict(httpx.Headers(raw).items())`` gives it: names
     lower-cased, repeated headers joined with ", ", all decoded as UTF-8 or else all as
     ISO-8859-1."""
-    try:
-        pairs = [(k.decode().lower(), v.decode()) for k, v in raw]  # UTF-8 (ASCII included)
-    except UnicodeDecodeError:
-        pairs = [(k.decode("iso-8859-1").lower(), v.decode("iso-8859-1")) for k, v in raw]
     out = LowerHeaders()
-    for key, value in pairs:
-        out[key] = f"{out[key]}, {value}" if key in out else value
+    try:
+        for k, v in raw:  # UTF-8 (ASCII included), in one pass: every response goes through
+            key = k.decode().lower()
+            out[key] = f"{out[key]}, {v.decode()}" if key in out else v.decode()
+    except UnicodeDecodeError:
+        out.clear()
+        for k, v in raw:
+            key = k.decode("iso-8859-1").lower()
+            value = v.decode("iso-8859-1")
+            out[key] = f"{out[key]}, {value}" if key in out else value
     return out
 
 
@@ -392,8 +396,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if headers is not self._complete:  # (``fetch.Http`` passes the same list every time)
             self._complete = headers if _names_auto_headers(headers) else None
         skip = None if headers is self._complete else AIOHTTP_AUTO_HEADERS
-        response = await self._request(target[2], url, "GET", target[0], headers=lines,
-                                       timeout=self._timeout, skip_auto_headers=skip)  # fmt: skip
+        session = self._sessions[target[2]] or self._open(target[2])
+        try:  # as ``_request`` does, without its frame and keyword dicts (every poll comes here)
+            response = await session.request("GET", target[0], allow_redirects=False,
+                                             headers=lines, timeout=self._timeout,
+                                             skip_auto_headers=skip)  # fmt: skip
+        except Exception as exc:
+            mapped = _httpx_error(exc, _request_of(url))
+            if mapped is None:
+                raise
+            raise mapped from exc
         body = _Body(response, url)
         return Answer(response.status, response.reason or "", decode_headers(response.raw_headers),
                       body.__aiter__, body.aclose)  # fmt: skip
