@@ -81,3 +81,69 @@ def test_writer_keeps_going_when_bookkeeping_cannot_be_written(
     Writer(memory_store, loop).run(inbox, between=lambda: None)
     loop.run_until_complete(asyncio.sleep(0))
     assert job.done.result().status == "ok"
+
+
+# -- how many workers a tick keeps (issue #16) ----------------------------------------------------
+
+
+def _workers_seen(monkeypatch: pytest.MonkeyPatch, *, documents: bool) -> tuple[int, int, int]:
+    """Run 20 fake polls (max_concurrency 2, up to 6 workers): (workers seen, polls done,
+    most polls at once). With ``documents`` each poll goes on to the parsers, which hold it
+    until five polls wait there."""
+    from aggregator import runner
+    from aggregator.config import DedupConfig, PollConfig
+    from aggregator.pipeline import Fetcher
+    from aggregator.schedule import Planner
+    from aggregator.types import Fetched
+
+    tasks: set[int] = set()
+    active, most = 0, 0
+    parsing = 0
+    released = asyncio.Event()
+
+    async def poll(source: SourceConfig, state: object, ctx: runner.TickRun) -> PollOutcome:
+        nonlocal active, most
+        tasks.add(id(asyncio.current_task()))
+        active += 1
+        most = max(most, active)
+        async with ctx.slot(source, None):
+            await asyncio.sleep(0)
+        if documents:
+            await ctx.prepare(Fetched(source.id, source.url, 200, b""))
+        active -= 1
+        return PollOutcome(source.id, "not_modified", 304)
+
+    async def parse(self: runner.TickRun, fetched: Fetched) -> object:
+        nonlocal parsing
+        parsing += 1
+        if parsing >= 5:
+            released.set()
+        await released.wait()
+
+    monkeypatch.setattr(runner, "poll_source", poll)
+    monkeypatch.setattr(runner.TickRun, "_prepare", parse)
+    sources = [SourceConfig(id=f"s{i}", url=f"https://h{i}.test/") for i in range(20)]
+    run = runner.TickRun(Fetcher(None), Planner(PollConfig(), T0), DedupConfig(),
+                         queue.SimpleQueue(), max_concurrency=2, per_host=2)  # fmt: skip
+
+    async def go() -> tuple[list[PollOutcome], int]:
+        async with asyncio.timeout(30):  # a tick that stalls fails here instead of hanging
+            return await run.run(sources, {}, workers=6, drain_s=1.0)
+
+    outcomes, abandoned = asyncio.run(go())
+    assert abandoned == 0
+    return len(tasks), len(outcomes), most
+
+
+def test_a_tick_of_unchanged_feeds_keeps_one_worker_per_request_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _workers_seen(monkeypatch, documents=False) == (2, 20, 2)
+
+
+def test_polls_at_the_parsers_let_more_workers_start_up_to_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Five polls wait at the parsers (more than the two request places): without more workers
+    # the tick would stall; with them every source is polled, by at most six workers.
+    assert _workers_seen(monkeypatch, documents=True) == (6, 20, 6)
