@@ -87,6 +87,8 @@ def retry_after_s(value: str | None) -> float | None:
 
 def freshness_s(headers: Mapping[str, str], now: datetime) -> float | None:
     """How long the response stays fresh: Cache-Control max-age, else Expires - Date."""
+    if "cache-control" not in headers and "expires" not in headers:  # most answers
+        return None
     control = headers.get("cache-control", "").lower()
     if "no-store" in control or "no-cache" in control:
         return None

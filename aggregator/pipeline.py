@@ -168,6 +168,24 @@ async def _done(value: T) -> T:
     return value
 
 
+# The history a repeat keeps: none of its own. A 304 that sent and got back the same validators
+# writes no row (``store.history``), it only counts into its source's run of repeats; so every
+# repeat carries this one value (``history.is_repeat`` reads it as a repeat) instead of
+# building its own, most polls of a warm tick (issue #16). ``repeats`` says which polls.
+REPEAT = PollHistory("")
+
+
+def repeats(fetched: Fetched, state: PollState | None) -> bool:
+    """``history.is_repeat`` of this poll's record, without its history: a 304 with no redirect
+    that got back the validators it sent (``history`` says what was sent)."""
+    if fetched.status != 304 or fetched.redirects:
+        return False
+    got = fetched.headers
+    if state is None:
+        return got.get("etag") is None and got.get("last-modified") is None
+    return got.get("etag") == state.etag and got.get("last-modified") == state.last_modified
+
+
 def is_unchanged(fetched: Fetched, state: PollState | None) -> bool:
     """A 304, or the very body we parsed last time (servers that ignore validators)."""
     if fetched.not_modified:
@@ -189,10 +207,12 @@ def unchanged(
     """Nothing new: when to look again (the server's freshness, the feed's hints)."""
     max_age = freshness_s(fetched.headers, planner.now)
     nxt = planner.next_for(source, max_age_s=max_age, hints=_hints(state))
+    kept = None
+    if keep:
+        kept = REPEAT if repeats(fetched, state) else history(source, state, fetched,
+                                                              started=started)  # fmt: skip
     record = PollRecord.from_fetched(fetched, status="not_modified", at=planner.now,
-                                     next_check_at=nxt.at, why=nxt.why,
-                                     history=history(source, state, fetched, started=started)
-                                     if keep else None)  # fmt: skip
+                                     next_check_at=nxt.at, why=nxt.why, history=kept)  # fmt: skip
     outcome = PollOutcome(source.id, "not_modified", fetched.status, max_age_s=max_age,
                           duration_s=perf_counter() - started)  # fmt: skip
     return record, outcome

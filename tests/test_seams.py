@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import typing
+from dataclasses import replace
 from functools import partial
 
 import httpx
@@ -146,7 +147,8 @@ def test_quick_init_builds_what_the_dataclass_builds(cls: type, data: st.DataObj
     cls.__dataclass_init__(plain, *positional, **values)  # type: ignore[attr-defined]
     quick = cls(*positional, **values)
     for f in dataclasses.fields(cls):  # every slot, compared or not
-        assert getattr(quick, f.name) == getattr(plain, f.name), f.name
+        mine, theirs = getattr(quick, f.name), getattr(plain, f.name)
+        assert mine is theirs or mine == theirs, f.name  # (the same object, or made alike)
     assert quick == plain
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(quick, fields[0].name, None)
@@ -186,3 +188,44 @@ def test_quick_init_refuses_what_it_cannot_build() -> None:
 
     with pytest.raises(TypeError, match="cannot build"):
         quick_init(WithInitVar)
+
+
+# -- a repeat's shared history marker vs the history it stands for -----------------------------
+
+_VALIDATORS = st.sampled_from([None, '"a"', '"b"', "Mon, 05 Jan 2026 18:00:00 GMT"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    status=st.sampled_from([304, 200]),
+    redirects=st.sampled_from([(), ("301 https://b.test/f",)]),
+    state=st.none() | st.tuples(_VALIDATORS, _VALIDATORS),
+    got=st.tuples(_VALIDATORS, _VALIDATORS),
+)
+def test_a_repeat_is_what_its_history_would_say(
+    status: int,
+    redirects: tuple[str, ...],
+    state: tuple[str | None, str | None] | None,
+    got: tuple[str | None, str | None],
+) -> None:
+    from datetime import UTC, datetime
+
+    from aggregator.config import PollConfig, SourceConfig
+    from aggregator.pipeline import REPEAT, history, unchanged
+    from aggregator.schedule import Planner
+    from aggregator.store.history import is_repeat
+    from aggregator.types import Fetched, PollRecord, PollState
+
+    source = SourceConfig(id="s", url="https://a.test/f")
+    polled = None if state is None else PollState("s", source.url, state[0], state[1], None, 0)
+    headers = {k: v for k, v in (("etag", got[0]), ("last-modified", got[1])) if v is not None}
+    fetched = Fetched("s", source.url, status, None, headers, redirects=redirects)
+    planner = Planner(PollConfig(), datetime(2026, 11, 28, tzinfo=UTC))
+    record, _ = unchanged(planner, source, polled, fetched, started=0.0, keep=True)
+    plain = PollRecord("s", "not_modified", planner.now, None, http_status=status,
+                       history=history(source, polled, fetched, started=0.0))  # fmt: skip
+    assert is_repeat(record) == is_repeat(plain)
+    assert (record.history is REPEAT) == is_repeat(plain)
+    if record.history is not REPEAT:
+        assert record.history is not None
+        assert record.history == replace(plain.history, duration_ms=record.history.duration_ms)
