@@ -261,14 +261,20 @@ class TickRun:
             nonlocal cancelled
             while todo and not stopping.is_set():
                 source = todo.popleft()
+                state = states.get(source.id)
                 try:
-                    outcome = await self._guarded(source, states.get(source.id))
+                    outcome = await poll_source(source, state, self)
                 except asyncio.CancelledError:  # stopping, and the drain time is over
                     cancelled += 1
                     raise
                 except _Abandoned:
                     cancelled += 1
                     return
+                except Exception as exc:  # (no frame of its own around each poll: issue #16)
+                    outcome = self._failed(source, state, exc)
+                else:
+                    if outcome.timed_out:  # a struggling host: ask it nothing more this tick
+                        self.gave_up.add(self.hosts.get(source.id, ""))
                 outcomes.append(outcome)
                 self.on_outcome(outcome)
 
@@ -293,25 +299,18 @@ class TickRun:
             self._records.clear()
         self._send(PollsDone())
 
-    async def _guarded(self, source: SourceConfig, state: PollState | None) -> PollOutcome:
-        """``poll_source``, with a bug or a database failure failing this source alone."""
-        try:
-            outcome = await poll_source(source, state, self)
-        except Deferred as exc:  # nothing was asked: the source stays due, polled next tick
+    def _failed(self, source: SourceConfig, state: PollState | None, exc: Exception) -> PollOutcome:
+        """What ``poll_source`` raised, as the poll's outcome: a bug or a database failure
+        fails this source alone."""
+        if isinstance(exc, Deferred):  # nothing was asked: the source stays due, next tick
             return _deferred(source.id, str(exc))
-        except _Abandoned:
-            raise
-        except StoreError as exc:  # nothing was written: the source stays due, retried next tick
+        if isinstance(exc, StoreError):  # nothing was written: the source stays due
             return logged(PollOutcome(source.id, "failed", error=f"{source.id}: {exc}"))
-        except Exception as exc:
-            log.exception("poll of %s crashed", source.id)
-            error = FetchError(source.id, f"internal error: {exc!r}")
-            record, outcome = failed(self.planner, source, state, error, started=0.0)
-            self.record(record)
-            return logged(outcome)
-        if outcome.timed_out:  # a struggling host: ask it nothing more this tick
-            self.gave_up.add(self.hosts.get(source.id, ""))
-        return outcome
+        log.error("poll of %s crashed", source.id, exc_info=exc)
+        error = FetchError(source.id, f"internal error: {exc!r}")
+        record, outcome = failed(self.planner, source, state, error, started=0.0)
+        self.record(record)
+        return logged(outcome)
 
 
 def _deferred(source_id: str, why: str) -> PollOutcome:
