@@ -57,6 +57,13 @@ class Fetcher:
     timeout_s: float = 30.0
 
 
+class Slot(Protocol):
+    """A request's place: ``await enter()`` takes it (it may wait), ``leave()`` gives it back."""
+
+    def enter(self) -> Awaitable[None]: ...
+    def leave(self) -> None: ...
+
+
 class PollContext(Protocol):
     """What a poll needs from the tick running it."""
 
@@ -70,9 +77,7 @@ class PollContext(Protocol):
     def explain(self) -> bool:
         """Keep each poll's history and name the entries dropped (``[explain]``, issue #14)."""
 
-    def slot(
-        self, source: SourceConfig, state: PollState | None
-    ) -> AbstractAsyncContextManager[None]:
+    def slot(self, source: SourceConfig, state: PollState | None) -> Slot:
         """Held while the request is in flight: the tick's global and per-host caps."""
 
     async def prepare(self, fetched: Fetched) -> Prepared:
@@ -101,13 +106,17 @@ async def poll_source(
 ) -> PollOutcome:
     """Poll one source once: fetch, skip what did not change, prepare, decide and store."""
     keep = ctx.explain  # the poll's history, for `sources show` (issue #14)
-    async with ctx.slot(source, state):  # the time queued for a slot is not the request's
+    slot = ctx.slot(source, state)
+    await slot.enter()  # the time queued for a slot is not the request's
+    try:
         started = perf_counter()
         try:
             fetched = await fetch_source(source, state, ctx.fetcher)
         except SourceError as exc:
             failure = failed(ctx.planner, source, state, exc, started=started, keep=keep)
             return _recorded(ctx, *failure)
+    finally:
+        slot.leave()
     if is_unchanged(fetched, state):
         same = unchanged(ctx.planner, source, state, fetched, started=started, keep=keep)
         return _recorded(ctx, *same)

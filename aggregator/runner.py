@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -92,40 +92,64 @@ class _Abandoned(Exception):
 
 class _Slot:
     """A request's place under the caps: its host's, then one of the tick's. A host that timed
-    out earlier in the tick is not asked again: its sources are deferred."""
+    out earlier in the tick is not asked again: its sources are deferred.
 
-    __slots__ = ("_host", "_run", "_total")
+    ``enter()`` (awaited) takes both places, ``leave()`` gives them back; ``async with`` does
+    the same (page fetches). When both places are free, ``enter`` returns a finished future:
+    no coroutine is made for the poll that has nothing to wait for (issue #16)."""
+
+    __slots__ = ("_host", "_run")
 
     def __init__(self, run: TickRun, host: str) -> None:
         self._run, self._host = run, host
 
-    async def __aenter__(self) -> None:
+    def enter(self) -> Awaitable[None]:
         run = self._run
         cap = run._host_caps.get(self._host)
         if cap is None:
             cap = run._host_caps[self._host] = Gate(run.per_host)
         if not cap.take_now():
+            return self._wait(cap, taken=False)
+        if not run.total.take_now():
+            return self._wait(cap, taken=True)
+        self._begin(cap)
+        return run.ready
+
+    async def _wait(self, cap: Gate, *, taken: bool) -> None:
+        """``enter`` when a place is taken: each in turn, the host's first."""
+        if not taken:
             await cap.take()
-        total = run.total
+        total = self._run.total
         if not total.take_now():
             try:
                 await total.take()
             except BaseException:
                 cap.give()
                 raise
+        self._begin(cap)
+
+    def _begin(self, cap: Gate) -> None:
+        """Both places are held: give them back and raise if the poll must not begin."""
+        run = self._run
         if run.stopping.is_set():  # it waited for a slot while the stop came: never begun
-            total.give()
+            run.total.give()
             cap.give()
             raise _Abandoned
         why = run.why_not_now(self._host)
         if why is not None:
-            total.give()
+            run.total.give()
             cap.give()
             raise Deferred(why)
 
-    async def __aexit__(self, *exc: object) -> None:
+    def leave(self) -> None:
         self._run.total.give()
         self._run._host_caps[self._host].give()
+
+    async def __aenter__(self) -> None:
+        await self.enter()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.leave()
 
 
 def _nothing() -> None:
@@ -153,9 +177,18 @@ class TickRun:
     stopping: threading.Event = field(default_factory=threading.Event)  # the daemon's stop
     _records: list[PollRecord] = field(default_factory=list)
     _total: Gate | None = None
+    _ready: asyncio.Future[None] | None = None
     _host_caps: dict[str, Gate] = field(default_factory=dict)
     _sending: list[Message] = field(default_factory=list)
     _relieve: Callable[[], None] = field(default=_nothing)  # ``run``'s, while it runs
+
+    @property
+    def ready(self) -> asyncio.Future[None]:
+        """A finished future: what ``_Slot.enter`` returns when nothing is to wait for."""
+        if self._ready is None:
+            self._ready = asyncio.get_running_loop().create_future()
+            self._ready.set_result(None)
+        return self._ready
 
     @property
     def total(self) -> Gate:

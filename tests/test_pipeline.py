@@ -7,8 +7,7 @@ import hashlib
 import json
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -321,12 +320,17 @@ class InlineContext:
         self.dedup = DedupConfig()
         self.explain = True  # each poll's history on its record (issue #14)
         self.records: list[PollRecord] = []
-        self.slots = 0
+        self.slots = self.held = 0
 
-    @asynccontextmanager
-    async def slot(self, source: SourceConfig, state: PollState | None) -> AsyncIterator[None]:
+    def slot(self, source: SourceConfig, state: PollState | None) -> InlineContext:
+        return self
+
+    async def enter(self) -> None:  # (the slot: counts the polls that took one, and held)
         self.slots += 1
-        yield
+        self.held += 1
+
+    def leave(self) -> None:
+        self.held -= 1
 
     async def prepare(self, fetched: Fetched) -> Prepared:
         return prepare(fetched)
@@ -363,7 +367,7 @@ def test_poll_source_stores_a_new_document(
     with memory_store.transaction() as tx:
         tx.sync_sources([source], now=inline.planner.now)
     outcome = _poll(inline, source)
-    assert (outcome.status, outcome.result.new, inline.slots) == ("ok", 2, 1)
+    assert (outcome.status, outcome.result.new, inline.slots, inline.held) == ("ok", 2, 1, 0)
     assert inline.records == []  # its bookkeeping went with the entries, in one unit of work
     stored = memory_store.recent_entries(["s"], limit=5)
     assert sorted(e.title for e in stored) == ["first story", "second story"]

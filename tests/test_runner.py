@@ -147,3 +147,40 @@ def test_polls_at_the_parsers_let_more_workers_start_up_to_the_limit(
     # Five polls wait at the parsers (more than the two request places): without more workers
     # the tick would stall; with them every source is polled, by at most six workers.
     assert _workers_seen(monkeypatch, documents=True) == (6, 20, 6)
+
+
+def test_a_slot_is_taken_at_once_when_free_and_waited_for_when_not() -> None:
+    from aggregator import runner
+    from aggregator.config import DedupConfig, PollConfig
+    from aggregator.pipeline import Fetcher
+    from aggregator.schedule import Planner
+
+    run = runner.TickRun(Fetcher(None), Planner(PollConfig(), T0), DedupConfig(),
+                         queue.SimpleQueue(), max_concurrency=1, per_host=1,
+                         hosts={"a": "h", "b": "h", "c": "gone"})  # fmt: skip
+    a, b = (run.slot(SourceConfig(id=i, url=f"https://{i}.test/"), None) for i in "ab")
+    order: list[str] = []
+
+    async def go() -> None:
+        first = a.enter()
+        assert isinstance(first, asyncio.Future) and first.done()  # no coroutine: it is free
+        await first
+        second = b.enter()  # the place is held: this one waits
+        assert not isinstance(second, asyncio.Future)
+        waiting = asyncio.ensure_future(second)
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        order.append("a leaves")
+        a.leave()
+        await waiting
+        order.append("b entered")
+        b.leave()
+        run.gave_up.add("gone")  # a host given up on: the poll is deferred, places given back
+        with pytest.raises(runner.Deferred):
+            await run.slot(SourceConfig(id="c", url="https://c.test/"), None).enter()
+        await a.enter()  # both places are free again
+        a.leave()
+
+    asyncio.run(go())
+    assert order == ["a leaves", "b entered"]
+    assert run.total.free == 1 and all(cap.free == 1 for cap in run._host_caps.values())
