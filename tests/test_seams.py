@@ -9,7 +9,8 @@ The caches and fast paths and where their own proofs live:
 - Deadlines vs asyncio.timeout: tests/test_deadlines.py;
 - the text of cleaned HTML read without a second sanitiser pass: tests/test_process.py;
 - here: the reused conditional request, the transport's URL cache, the reusable nh3 cleaner,
-  and ``quick_init``'s constructors vs the dataclasses' own.
+  ``quick_init``'s constructors vs the dataclasses' own, and a repeat's shared history marker
+  (``pipeline.REPEAT``) vs the history it stands for.
 """
 
 from __future__ import annotations
