@@ -152,10 +152,6 @@ class _Slot:
         self.leave()
 
 
-def _nothing() -> None:
-    pass
-
-
 @dataclass
 class TickRun:
     """One tick's polls on the loop: the ``PollContext`` they run in, and the workers."""
@@ -180,7 +176,6 @@ class TickRun:
     _ready: asyncio.Future[None] | None = None
     _host_caps: dict[str, Gate] = field(default_factory=dict)
     _sending: list[Message] = field(default_factory=list)
-    _relieve: Callable[[], None] = field(default=_nothing)  # ``run``'s, while it runs
 
     @property
     def ready(self) -> asyncio.Future[None]:
@@ -210,7 +205,6 @@ class TickRun:
         return _Slot(self, self.hosts.get(source.id, ""))
 
     async def prepare(self, fetched: Fetched) -> Prepared:
-        self._relieve()  # this poll leaves its request place for the parsers
         try:
             return await self._prepare(fetched)
         except SourceError:
@@ -274,21 +268,14 @@ class TickRun:
         workers: int,
         drain_s: float,
     ) -> tuple[list[PollOutcome], int]:
-        """Poll ``order`` with up to ``workers`` polls at a time; return the outcomes (as they
-        came) and how many sources were abandoned because the tick was asked to stop: those not
+        """Poll ``order`` with ``workers`` polls at a time; return the outcomes (as they came)
+        and how many sources were abandoned because the tick was asked to stop: those not
         begun (waiting for a slot, or not taken up yet) and, after ``drain_s``, those still in
-        flight.
-
-        It starts one worker per request place (``max_concurrency``), and one more each time a
-        poll leaves its place for the parsers (``_relieve``), up to ``workers``: documents wait
-        to be stored while requests go on, as before, but a tick of 304s keeps no worker
-        waiting for a place (each wait cost ~1.6 % of a warm poll's instructions; issue #16).
-        """
+        flight."""
         stopping = self.stopping
         todo = deque(order)
         outcomes: list[PollOutcome] = []
         cancelled = 0
-        tasks: list[asyncio.Future[None]] = []
 
         async def worker() -> None:
             nonlocal cancelled
@@ -311,17 +298,10 @@ class TickRun:
                 outcomes.append(outcome)
                 self.on_outcome(outcome)
 
-        def relieve() -> None:
-            if len(tasks) < workers and todo and not stopping.is_set():
-                tasks.append(asyncio.ensure_future(worker()))
-
-        self._relieve = relieve
         try:
-            for _ in range(min(self.max_concurrency, workers, len(order))):
-                tasks.append(asyncio.ensure_future(worker()))
+            tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, len(order)))]
             await _drain(tasks, stopping, drain_s)
         finally:
-            self._relieve = _nothing
             self._finish()
         return outcomes, cancelled + len(todo)
 
@@ -353,14 +333,12 @@ def _deferred(source_id: str, why: str) -> PollOutcome:
 async def _drain(
     tasks: Sequence[asyncio.Future[None]], stopping: threading.Event, drain_s: float
 ) -> None:
-    """Wait for ``tasks`` (a list that may grow meanwhile); once ``stopping`` is set, give
-    them ``drain_s``, then cancel them."""
-    while pending := {task for task in tasks if not task.done()}:
-        await asyncio.wait(pending, timeout=0.5)
-        if stopping.is_set():
-            if pending := {task for task in tasks if not task.done()}:
-                await asyncio.wait(pending, timeout=drain_s)
-            pending = {task for task in tasks if not task.done()}
+    """Wait for ``tasks``; once ``stopping`` is set, give them ``drain_s``, then cancel them."""
+    pending = set(tasks)
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+        if stopping.is_set() and pending:
+            _, pending = await asyncio.wait(pending, timeout=drain_s)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
