@@ -50,7 +50,7 @@ def quick_init(cls: C) -> C:
 
     @functools.wraps(plain)  # (its signature, for ``inspect`` and hypothesis)
     def first(self: Any, *args: Any, **kwargs: Any) -> None:
-        init = _build(cls, plain)
+        init = _build(cls, plain, positional, keyword)
         type.__setattr__(cls, "__init__", init)
         init(self, *args, **kwargs)
 
@@ -78,7 +78,12 @@ def _default(f: dataclasses.Field[Any]) -> str:
     return ""
 
 
-def _build(cls: type, plain: Any) -> Any:
+def _build(
+    cls: type,
+    plain: Any,
+    positional: list[tuple[str, str]],
+    keyword: list[tuple[str, str]],
+) -> Any:
     """The ``__init__`` itself: each slot set through its descriptor, defaults as the
     dataclass's, then ``__post_init__``."""
     names: dict[str, Any] = {"_FACTORY": _FACTORY}
@@ -101,7 +106,6 @@ def _build(cls: type, plain: Any) -> Any:
         body.append(f"{setter}(self, {f.name})")
     if hasattr(cls, "__post_init__"):
         body.append("self.__post_init__()")
-    positional, keyword = _parameters(cls)
     spelled = [f"{name}={default}" if default else name for name, default in positional]
     if keyword:
         spelled += ["*", *(f"{name}={default}" if default else name for name, default in keyword)]

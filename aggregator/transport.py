@@ -120,17 +120,18 @@ def decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> LowerHeaders:
     """Raw header pairs as one dict, as ``dict(httpx.Headers(raw).items())`` gives it: names
     lower-cased, repeated headers joined with ", ", all decoded as UTF-8 or else all as
     ISO-8859-1."""
-    out = LowerHeaders()
     try:
-        for k, v in raw:  # UTF-8 (ASCII included), in one pass: every response goes through
-            key = k.decode().lower()
-            out[key] = f"{out[key]}, {v.decode()}" if key in out else v.decode()
+        return _joined(raw, "utf-8")  # (ASCII included)
     except UnicodeDecodeError:
-        out.clear()
-        for k, v in raw:
-            key = k.decode("iso-8859-1").lower()
-            value = v.decode("iso-8859-1")
-            out[key] = f"{out[key]}, {value}" if key in out else value
+        return _joined(raw, "iso-8859-1")
+
+
+def _joined(raw: Iterable[tuple[bytes, bytes]], codec: str) -> LowerHeaders:
+    """``decode_headers`` in one codec, in one pass (every response goes through it)."""
+    out = LowerHeaders()
+    for k, v in raw:
+        key = k.decode(codec).lower()
+        out[key] = f"{out[key]}, {v.decode(codec)}" if key in out else v.decode(codec)
     return out
 
 
