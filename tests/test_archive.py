@@ -217,3 +217,117 @@ def test_runs_cut_consecutive_pages() -> None:
 
     assert _runs([1, 2, 3, 5, 6, 9], 2) == [[1, 2], [3], [5, 6], [9]]
     assert _runs([], 5) == []
+
+
+def test_shares_cut_pages_into_nearly_equal_slices_in_order() -> None:
+    from aggregator.publish import _shares
+
+    for n in range(1, 12):
+        for parts in range(1, 5):
+            pages = list(range(1, n + 1))
+            cut = _shares(pages, parts)
+            assert [p for share in cut for p in share] == pages
+            assert all(cut) and len(cut) == min(parts, n)
+            sizes = [len(share) for share in cut]
+            assert max(sizes) - min(sizes) <= 1
+
+
+HIDING = '[[outputs]]\nname = "all"\n\n[[outputs]]\nname = "quiet"\nexclude = ["number 1"]\n'
+
+
+class _Spy:
+    """The parse workers, counting the calls handed to them."""
+
+    def __init__(self, workers: object) -> None:
+        self.workers = workers
+        self.calls: list[object] = []
+
+    @property
+    def size(self) -> int:
+        return self.workers.size  # type: ignore[attr-defined,no-any-return]
+
+    def call(self, fn: object, job: object) -> object:
+        self.calls.append(job)
+        return self.workers.call(fn, job)  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_helper_processes_write_the_pages_this_thread_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first render's backlog handed to the parse workers (issue #16): every page, of an
+    output that shows everything and of one whose rules hide entries, byte for byte as written
+    inline, and the same report."""
+    from aggregator import publish
+    from aggregator.workers import ParseWorkers
+
+    kit = SiteKit(tmp_path)
+    kit.feed("a", "Source A", items("a", 23))
+    kit.write_config([("a", None)], output="limit = 4\narchive_page_size = 2", outputs=HIDING)
+    out = run(kit)
+    archive = out / "archive"
+    inline = {str(p.relative_to(archive)): p.read_bytes() for p in archive.rglob("*.atom")}
+    assert len(inline) == 22
+    hidden = b">A story number 1</title>"
+    assert [n for n, page in inline.items() if hidden in page] == ["all/1.atom"]  # not in quiet
+    shutil.rmtree(archive)
+    config = load_config(kit.root / "aggregator.toml")
+    store = open_store(config.storage.url)
+    monkeypatch.setattr(publish, "HELPED_FROM_ENTRIES", 2)
+    workers = ParseWorkers(2)
+    spy = _Spy(workers)
+    try:
+        helped = publish.render_outputs(config, store, helpers=spy)
+        by_helpers = {str(p.relative_to(archive)): p.read_bytes() for p in archive.rglob("*.atom")}
+        shutil.rmtree(archive)
+        plain = publish.render_outputs(config, store)
+    finally:
+        workers.close()
+        store.close()
+    assert len(spy.calls) == 4  # two outputs, two workers each
+    assert by_helpers == inline
+    assert helped == plain  # (the second time: only the archive pages were missing)
+    assert [r.written for r in helped if r.written and "archive" in r.written[0]] == [
+        tuple(f"archive/{name}/{n}.atom" for n in range(1, 12)) for name in ("all", "quiet")
+    ]
+
+
+def test_a_render_whose_helpers_died_is_done_again_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parse workers killed during a render: the tick still publishes everything (inline), and
+    the scheduler stops using them."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from aggregator import publish
+    from aggregator.scheduler import build_scheduler
+
+    class Dead:
+        size = 2
+
+        def call(self, fn: object, job: object) -> Future[tuple[str, ...]]:
+            gone: Future[tuple[str, ...]] = Future()
+            gone.set_exception(BrokenProcessPool("a worker was killed"))
+            return gone
+
+    kit = SiteKit(tmp_path)
+    kit.feed("a", "Source A", items("a", 23))
+    kit.write_config([("a", None)], output="limit = 4\narchive_page_size = 2")
+    config = load_config(kit.root / "aggregator.toml")
+    store = open_store(config.storage.url)
+    monkeypatch.setattr(publish, "HELPED_FROM_ENTRIES", 2)
+    broken: list[bool] = []
+    try:
+        sched = build_scheduler(config, store, clock=lambda: T0 + timedelta(days=1), offline=True)
+        monkeypatch.setattr(sched, "helpers", lambda: Dead())
+        monkeypatch.setattr(sched, "workers_broken", lambda: broken.append(True))
+        sched.start()
+        report = sched.tick()
+        sched.close()
+    finally:
+        store.close()
+    assert report.render_error is None and broken == [True]
+    pages = sorted(p.name for p in (config.output.dir / "archive" / "all").iterdir())
+    assert len(pages) == 11
+    assert links(config.output.dir / "all.atom")["prev-archive"] == f"{BASE}archive/all/11.atom"

@@ -28,6 +28,8 @@ from aggregator.render import (
     render_rss,
     sync_dir,
     write_atomic,
+    write_file,
+    write_files,
 )
 from aggregator.render.markdown import first_image, post_name, render_post
 from aggregator.types import Channel, Enclosure, Provenance, StoredEntry
@@ -509,6 +511,62 @@ def test_write_atomic_failure_keeps_the_original(
 def test_write_atomic_into_a_missing_directory_raises(tmp_path: Path) -> None:
     with pytest.raises(RenderError):
         write_atomic(tmp_path / "missing" / "news.json", b"{}")
+
+
+def test_write_files_writes_skips_and_replaces_like_write_atomic_one_by_one(
+    tmp_path: Path,
+) -> None:
+    """A batch (issue #16: one directory fsync, not one per file) ends as the same files, modes
+    and mtimes as ``write_atomic`` file by file."""
+    batch, single = tmp_path / "batch", tmp_path / "single"
+    for out in (batch, single):
+        (out / "a").mkdir(parents=True)
+        (out / "a" / "same.atom").write_bytes(b"same")
+        (out / "a" / "old.atom").write_bytes(b"old")
+        (out / "a" / "old.atom").chmod(0o640)
+        os.utime(out / "a" / "same.atom", ns=(1_000_000_000, 1_000_000_000))
+    files = {"a/old.atom": b"new", "a/same.atom": b"same", "b/c/fresh.atom": b"fresh"}
+    assert write_files(batch, files) == (["a/old.atom", "b/c/fresh.atom"], ["a/same.atom"])
+    done = [write_file(single, rel, data) for rel, data in files.items()]
+    assert done == [True, False, True]
+
+    def state(out: Path) -> dict[str, tuple[bytes, int, int | None]]:
+        return {
+            str(p.relative_to(out)): (
+                p.read_bytes(),
+                p.stat().st_mode & 0o777,
+                p.stat().st_mtime_ns if p.name == "same.atom" else None,
+            )
+            for p in out.rglob("*") if p.is_file()
+        }  # fmt: skip
+
+    assert state(batch) == state(single)
+    assert state(batch)["a/old.atom"][1] == 0o640  # the existing mode is kept
+    assert state(batch)["a/same.atom"][2] == 1_000_000_000  # untouched
+    assert [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")] == []
+    with pytest.raises(RenderError):
+        write_files(batch, {"../escape.atom": b"x"})
+
+
+def test_write_files_failure_leaves_every_file_old_or_new_and_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("1", "2", "3"):
+        (tmp_path / f"{name}.atom").write_bytes(b"old " + name.encode())
+    real, calls = os.replace, []
+
+    def second_fails(src: str, dst: str) -> None:
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", second_fails)
+    with pytest.raises(RenderError, match="No space left"):
+        write_files(tmp_path, {f"{n}.atom": b"new " + n.encode() for n in ("1", "2", "3")})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {
+        "1.atom": b"new 1", "2.atom": b"old 2", "3.atom": b"old 3",
+    }  # fmt: skip
 
 
 def test_sync_dir_removes_stale_posts_only(tmp_path: Path) -> None:

@@ -150,7 +150,10 @@ def stop_daemon(daemon: Daemon, store: SqlStore) -> None:
 
 def wait_for_tick(daemon: Daemon, count: int = 1, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
-    while (daemon.metrics.registry.get_sample_value("aggregator_ticks_total") or 0) < count:
+    # The tick counts itself (scheduler) before the daemon keeps its report: wait for both.
+    while (
+        daemon.metrics.registry.get_sample_value("aggregator_ticks_total") or 0
+    ) < count or daemon.last_report is None:
         assert time.monotonic() < deadline, "no tick"
         time.sleep(0.05)
 
