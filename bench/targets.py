@@ -90,8 +90,8 @@ def _checks(summary: dict[str, Any], results: dict[str, Any]) -> list[Check]:
             "cold ingest: ours / (fetch + parse/cores + insert)",
             n,
             _div(ours_cold, _wall(summary, n, "floor.cold")),
-            lambda x: x <= 1.5,
-            "≤ 1.5",
+            lambda x: x <= 1.3,  # issue #16 ("stays ≤ 1.3×"); round 1 asked ≤ 1.5
+            "≤ 1.3",
             "×",
         ),
         (
