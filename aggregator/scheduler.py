@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Collection, Coroutine, Sequence
-from concurrent.futures import BrokenExecutor, Future
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -118,15 +118,6 @@ class Scheduler:
     @property
     def workers_started(self) -> bool:
         return self._workers is not None and self._workers.started
-
-    def helpers(self) -> ParseWorkers | None:
-        """The parse workers, if they run, for the renders' archive pages (``publish``)."""
-        workers = self._workers
-        return workers if workers is not None and workers.started and workers.size > 1 else None
-
-    def workers_broken(self) -> None:
-        if self._workers is not None:
-            self._workers.broken()
 
     def wait_idle(self, timeout_s: float) -> bool:
         """True once no tick is running (a tick holds the lock), False after ``timeout_s``."""
@@ -362,7 +353,7 @@ class _Publisher:
         try:
             generation = store.content_generation()  # before: a change made meanwhile is due
             clear_stamp(self.config)
-            renders = self._render(store)
+            renders = render_outputs(self.config, store)
         except (RenderError, StoreError, OSError) as exc:  # (reading entries can fail too)
             log.error("render failed (old outputs kept, retried at the next tick): %s", exc)
             self.error = str(exc)
@@ -372,16 +363,6 @@ class _Publisher:
         self.error = None
         self.scheduler.metrics.last_render.set(time.time())
         return True
-
-    def _render(self, store: Store) -> tuple[RenderReport, ...]:
-        """``render_outputs``, with the parse workers writing a first render's archive pages;
-        if they died meanwhile, once more inline (the pages they wrote are kept)."""
-        helpers = self.scheduler.helpers()
-        try:
-            return render_outputs(self.config, store, helpers=helpers)
-        except BrokenExecutor:
-            self.scheduler.workers_broken()
-            return render_outputs(self.config, store)
 
 
 def network_http(config: Config) -> Http:

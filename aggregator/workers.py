@@ -14,15 +14,12 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, TypeVar
 
 from .prepare import Prepared, prepare
 from .types import Fetched
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 PARENT_POLL_S = 1.0  # where pidfd_open is missing (not Linux): how often a worker looks
 
@@ -69,11 +66,6 @@ class ParseWorkers:
         return self._pool is not None
 
     def submit(self, fetched: Fetched, max_entries: int) -> Future[Prepared]:
-        return self.call(prepare, fetched, max_entries)
-
-    def call(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
-        """Run ``fn(*args)`` in a worker (``fn`` and ``args`` picklable): ``prepare``, or the
-        archive pages of a first render (``publish.write_archive_pages``)."""
         if self._pool is None:
             # (No forkserver preload of the parse stages: each worker would start faster, but
             # the server would then hold those modules too, counted again in the tree's RSS.)
@@ -81,7 +73,7 @@ class ParseWorkers:
             self._pool = ProcessPoolExecutor(
                 self.size, mp_context=context, initializer=watch_parent, initargs=(os.getpid(),)
             )
-        return self._pool.submit(fn, *args)
+        return self._pool.submit(prepare, fetched, max_entries)
 
     def broken(self) -> None:
         """The workers died (killed, or cannot start): callers prepare inline from now on."""
