@@ -230,3 +230,35 @@ def test_a_repeat_is_what_its_history_would_say(
     if record.history is not REPEAT:
         assert record.history is not None
         assert record.history == replace(plain.history, duration_ms=record.history.duration_ms)
+
+
+# -- the parse workers' per-entry work (issue #16) -----------------------------------------------
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=30)
+_ODD = st.floats(allow_nan=False) | st.booleans() | st.dictionaries(_TEXT, st.integers())
+_ENCLOSURE = st.tuples(
+    st.none() | _TEXT, st.none() | _TEXT, st.none() | st.integers() | st.booleans() | _ODD
+)
+_VALUE = (
+    _TEXT | st.none() | st.lists(_TEXT, max_size=4) | st.lists(_ENCLOSURE, max_size=3)
+    | st.lists(_TEXT | _ENCLOSURE | _ODD, max_size=3) | _ODD
+)  # fmt: skip
+
+
+@given(values=st.tuples(*[_VALUE] * 8))
+def test_content_hashes_are_content_hash_and_hash_fields(values: tuple[object, ...]) -> None:
+    """One encoding of each value gives the hashes stored with every item: the same strings as
+    encoding the whole tuple and each value apart (``hashed``'s shapes and any other)."""
+    from aggregator.process.dedup import content_hash, content_hashes, hash_fields
+
+    assert content_hashes(values) == (content_hash(values), hash_fields(values))
+
+
+@given(html_text=st.text(st.sampled_from("ab <>&;/\"'=p\n\t\xa0\u200bx#3"), max_size=60))
+def test_a_summary_line_is_the_one_line_of_its_text(html_text: str) -> None:
+    """The summary skips ``_one_line`` for text that is already one clean line."""
+    from aggregator.process import _one_line, _summary_line
+    from aggregator.process.html import clean_html, cleaned_html_to_text, html_to_text
+
+    for text in (html_to_text(html_text), cleaned_html_to_text(clean_html(html_text, base=None))):
+        assert _summary_line(text) == _one_line(text)

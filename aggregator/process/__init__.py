@@ -10,7 +10,7 @@ from datetime import datetime
 
 from ..text import clean_text
 from ..types import Enclosure, Entry, ParsedEntry, ParsedFeed
-from .dedup import content_hash, decide, entry_key, hash_fields, hashed, normalise_title
+from .dedup import content_hashes, decide, entry_key, hashed, normalise_title
 from .html import clean_html, cleaned_html_to_text, first_image, html_to_text, truncate_text
 from .links import absolutise, normalise_link, strip_tracking
 
@@ -49,6 +49,14 @@ def _one_line(value: str) -> str:
     return " ".join(clean_text(value).split())
 
 
+def _summary_line(text: str) -> str:
+    """``_one_line(text)`` for text that ``html_to_text`` or ``cleaned_html_to_text`` gave:
+    already on one line and clean, so unchanged unless it holds markup (an escaped ``<`` or
+    ``&`` its HTML spelled out), which is read as HTML again, as titles are. Skipping the
+    no-op saves ~9 µs an entry (issue #16); a hypothesis property holds the two equal."""
+    return _one_line(text) if "<" in text or "&" in text else text
+
+
 def _categories(values: Sequence[str]) -> tuple[str, ...]:
     out: dict[str, None] = {}
     for value in values:
@@ -79,7 +87,7 @@ def normalise_entry(
     enclosures = _enclosures(parsed.enclosures, base)
     categories = _categories(parsed.categories)
     author = _one_line(parsed.author) if parsed.author else None
-    summary = truncate_text(_one_line(text), SUMMARY_LENGTH)  # text that is markup: as titles
+    summary = truncate_text(_summary_line(text), SUMMARY_LENGTH)
     norm_link = normalise_link(link)
     published = parsed.published_at or parsed.updated_at
     guid = parsed.guid.strip() if parsed.guid and parsed.guid.strip() else None
@@ -88,12 +96,13 @@ def normalise_entry(
     values = hashed(title=title, link=link, author=author, content_html=content,
                     summary=summary, thumbnail=thumbnail, categories=categories,
                     enclosures=enclosures)  # fmt: skip
+    digest, fields = content_hashes(values)
     return Entry(
         source_id=source_id, key=key, guid=guid, link=link, norm_link=norm_link, title=title,
         norm_title=normalise_title(raw_title), author=author or None, published_at=published,
         updated_at=parsed.updated_at, content_html=content, summary=summary,
         thumbnail=thumbnail, categories=categories, enclosures=enclosures,
-        content_hash=content_hash(values), field_hashes=hash_fields(values),
+        content_hash=digest, field_hashes=fields,
     )  # fmt: skip
 
 

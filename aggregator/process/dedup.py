@@ -11,8 +11,9 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ..types import Action, Candidate, Decision, Enclosure, Entry, Known, KnownItem
 from .links import normalise_link
@@ -119,6 +120,51 @@ def hash_fields(values: tuple[object, ...]) -> str:
         hashlib.blake2b(_ENCODE(v).encode("utf-8"), digest_size=_FIELD_DIGITS // 2).hexdigest()
         for v in values
     )
+
+
+_STRING = json.encoder.encode_basestring  # what ``_ENCODE`` writes for a str (ensure_ascii off)
+
+
+def _encoded(value: object) -> str:
+    """``_ENCODE(value)`` without the encoder's per-call set-up, for the shapes ``hashed``
+    gives: str, None, a list of str (categories), a list of (str | None, str | None,
+    int | None) (enclosures). Anything else goes through ``_ENCODE`` itself."""
+    if value.__class__ is str:
+        return _STRING(value)
+    if value is None:
+        return "null"
+    if value.__class__ is not list:
+        return _ENCODE(value)
+    items: list[str] = []
+    for item in value:
+        if item.__class__ is str:
+            items.append(_STRING(item))
+        elif item.__class__ is tuple and all(_SCALARS.get(v.__class__) for v in item):
+            items.append("[" + ",".join(_SCALARS[v.__class__](v) for v in item) + "]")
+        else:
+            return _ENCODE(value)
+    return "[" + ",".join(items) + "]"
+
+
+# How ``_ENCODE`` writes the scalars of an enclosure (exact types: a bool is no int here).
+_SCALARS: dict[type, Callable[[Any], str]] = {
+    str: _STRING,
+    int: int.__repr__,
+    type(None): lambda _: "null",
+}
+
+
+def content_hashes(values: tuple[object, ...]) -> tuple[str, str]:
+    """``(content_hash(values), hash_fields(values))`` from one encoding of each value: the
+    same strings (a hypothesis property holds them equal, ``tests/test_seams.py``) at a third
+    of the cost, ~10 µs an entry in a cold tick's parse workers (issue #16)."""
+    parts = [_encoded(v) for v in values]
+    whole = hashlib.sha256(("[" + ",".join(parts) + "]").encode("utf-8")).hexdigest()
+    fields = "".join(
+        hashlib.blake2b(part.encode("utf-8"), digest_size=_FIELD_DIGITS // 2).hexdigest()
+        for part in parts
+    )
+    return whole, fields
 
 
 def changed_fields(stored: str | None, current: str) -> tuple[str, ...]:
