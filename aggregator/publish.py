@@ -134,6 +134,7 @@ def visible_entries(store: Reader, ids: list[str], spec: OutputSpec) -> tuple[St
 
 
 ARCHIVE_READ_PAGES = 50  # archive pages read in one query (50 x 100 entries in memory at most)
+ARCHIVE_WRITE_PAGES = 10  # archive pages written as one batch (~3 MB of documents held)
 
 
 def _runs(pages: list[int], most: int) -> list[list[int]]:
@@ -172,10 +173,11 @@ def _archive(
     for run in _runs(missing, ARCHIVE_READ_PAGES):
         first = run[0]
         read = store.entries_by_arrival(ids, offset=(first - 1) * size, limit=len(run) * size)
-        pages: dict[str, bytes] = {}
-        for page in run:
-            start = (page - first) * size
-            kept = tuple(e for e in read[start : start + size] if hide.drops(e) is None)
-            pages[archive_path(channel, page)] = render_archive_page(channel, kept, page)
-        written += write_files(config.output.dir, pages)[0]  # one batch: one directory fsync
+        for batch in range(0, len(run), ARCHIVE_WRITE_PAGES):
+            pages: dict[str, bytes] = {}
+            for page in run[batch : batch + ARCHIVE_WRITE_PAGES]:
+                start = (page - first) * size
+                kept = tuple(e for e in read[start : start + size] if hide.drops(e) is None)
+                pages[archive_path(channel, page)] = render_archive_page(channel, kept, page)
+            written += write_files(config.output.dir, pages)[0]  # one directory fsync
     return RenderReport(written=tuple(written), unchanged=tuple(unchanged)), count

@@ -190,8 +190,9 @@ def test_reads_of_every_stored_source_equal_reads_through_their_items(
 def test_pages_read_together_equal_pages_read_one_by_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A first render reads missing pages in runs (issue #16); every page is byte for byte the
-    page a query of its own gives, across runs of every length, with gaps on disk."""
+    """A first render reads missing pages in runs (issue #16) and writes them in batches;
+    every page is byte for byte the page a query of its own gives, across runs of every
+    length, with gaps on disk."""
     from aggregator import publish
 
     kit = SiteKit(tmp_path)
@@ -209,6 +210,11 @@ def test_pages_read_together_equal_pages_read_one_by_one(
     shutil.rmtree(pages)
     monkeypatch.setattr(publish, "ARCHIVE_READ_PAGES", 3)
     run(kit, hours=2)
+    assert {p.name: p.read_bytes() for p in pages.iterdir()} == together
+    shutil.rmtree(pages)
+    monkeypatch.setattr(publish, "ARCHIVE_READ_PAGES", 5)
+    monkeypatch.setattr(publish, "ARCHIVE_WRITE_PAGES", 2)  # runs written in batches
+    run(kit, hours=3)
     assert {p.name: p.read_bytes() for p in pages.iterdir()} == together
 
 
