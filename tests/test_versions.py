@@ -125,12 +125,13 @@ def test_a_content_hash_version_bump_is_a_silent_rehash(
     now = dedup.CONTENT_HASH_VERSION
     assert rows(db, "select distinct hash_version from items") == [(now,)]
 
-    v1 = dedup.content_hash
+    v1 = dedup.content_hashes
 
-    def v2(values: tuple[object, ...]) -> str:
-        return hashlib.sha256(("v2" + v1(values)).encode()).hexdigest()
+    def v2(values: tuple[object, ...]) -> tuple[str, str]:
+        whole, fields = v1(values)
+        return hashlib.sha256(("v2" + whole).encode()).hexdigest(), fields
 
-    monkeypatch.setattr(process, "content_hash", v2)  # what ``normalise_entry`` calls
+    monkeypatch.setattr(process, "content_hashes", v2)  # what ``normalise_entry`` calls
     monkeypatch.setattr(dedup, "CONTENT_HASH_VERSION", now + 1)
     report = poll_again(project, db, clock)
     assert totals(report)[:3] == (0, 0, 0)
