@@ -229,6 +229,11 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         "# Benchmark results\n",
         f"Aggregator measured: {meta.get('aggregator', 'working tree')}.\n",
         *[f"Note: {note}\n" for note in meta.get("notes", [])],
+        *(
+            ["Packages: " + ", ".join(f"{k} {v}" for k, v in meta["packages"].items()) + ".\n"]
+            if meta.get("packages")
+            else []
+        ),
         f"Command: `{meta['command']}`; {meta['cores']} cores; {meta['entries']} entries per feed "
         f"of ~{meta['entry_bytes']} bytes of HTML; reps {meta['reps']} "
         f"(at N ≥ {meta['large_from']:,}: {meta['large_reps']}); skipped: "

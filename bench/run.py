@@ -310,6 +310,23 @@ def main(argv: list[str] | None = None) -> None:
         run_all(args, tree, argv)
 
 
+# What the measured paths run on: the same code measured 35 % apart in CPU per warm 304 on two
+# days (bench/results/round2e vs round2f); record the versions so runs can be told apart.
+PACKAGES = ("aiohttp", "yarl", "multidict", "SQLAlchemy", "lxml", "nh3", "feedparser", "httpx")
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str] = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "missing"
+    return found
+
+
 def run_all(args: argparse.Namespace, tree: str, argv: list[str] | None) -> None:
     from report import write_all
 
@@ -320,6 +337,7 @@ def run_all(args: argparse.Namespace, tree: str, argv: list[str] | None) -> None
     meta.update(history_sizes=sorted(args.history_sizes), long_sizes=sorted(args.long_sizes))
     meta.update(daemon_sizes=sorted(args.daemon_sizes), once_sizes=sorted(args.once_sizes))
     meta.update(skip=sorted(args.skip), cores=os.cpu_count(), python=sys.version)
+    meta["packages"] = package_versions()
     given = argv if argv is not None else sys.argv[1:]
     meta["command"] = " ".join([".venv/bin/python bench/run.py", *given])
     headline = ""
