@@ -141,13 +141,7 @@ def write_files(out_dir: Path, files: Mapping[str, bytes]) -> tuple[list[str], l
     path = out_dir
     try:
         for _, path, data, mode in todo:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            temps.append(tmp)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fchmod(handle.fileno(), mode)
-                os.fsync(handle.fileno())
+            temps.append(_fsynced_temp(path, data, mode))
         for (rel, path, _, _), tmp in zip(todo, temps, strict=True):
             os.replace(tmp, path)
             written.append(rel)
@@ -185,12 +179,7 @@ def write_atomic(path: Path, data: bytes) -> bool:
         return False
     tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
+        tmp = _fsynced_temp(path, data, mode)
         os.replace(tmp, path)
         tmp = None
         _fsync_dir(path.parent)
@@ -201,6 +190,23 @@ def write_atomic(path: Path, data: bytes) -> bool:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
     return True
+
+
+def _fsynced_temp(path: Path, data: bytes, mode: int) -> str:
+    """A temp file beside ``path`` holding ``data`` with ``mode``, fsynced: ready to be renamed
+    over ``path``. Removed again if it cannot be written whole."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
 
 
 def _mode_for_write(path: Path, data: bytes) -> int | None:
