@@ -79,7 +79,9 @@ def recent_polls(store: SqlStore, source_id: str, *, limit: int = 10) -> tuple[P
 class HistoryPruner:
     """Forgets the history older than ``[explain] keep_days``: after a tick that stored nothing
     new (a quiet moment) once ``FORGET_EVERY`` has passed, or after any tick once twice that
-    has passed. The first quiet tick after a start prunes too."""
+    has passed. The first quiet tick after a start prunes too, unless the store says another
+    process pruned less than ``FORGET_EVERY`` ago: a ``once`` from cron every few minutes, or
+    each node of a cluster, does not scan the history tables at every start (issue #16)."""
 
     last_at: datetime | None = None
 
@@ -92,11 +94,16 @@ class HistoryPruner:
     def maybe_forget(self, store: Store, config: Config, now: datetime, *, quiet: bool) -> None:
         if not self.due(now, quiet=quiet):
             return
-        self.last_at = now
         before = now - timedelta(days=config.explain.keep_days)
         try:
+            pruned_at = store.history_pruned_at()  # by another process, maybe
+            # (one from a clock ahead of this one's is not waited for)
+            self.last_at = pruned_at if pruned_at is not None and pruned_at <= now else None
+            if not self.due(now, quiet=quiet):
+                return
+            self.last_at = now
             with store.transaction() as tx:
-                polls, verdicts = tx.forget_history(before)
+                polls, verdicts = tx.forget_history(before, at=now)
         except StoreError as exc:  # tried again at the next quiet moment
             log.error("could not prune the history kept for explain: %s", exc)
             return

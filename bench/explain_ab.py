@@ -137,7 +137,7 @@ def _prune(store: Any, now: datetime) -> None:
     """The daemon's hourly prune, once, over all the history these ticks kept."""
     wall = time.perf_counter()
     with store.transaction() as tx:
-        polls, verdicts = tx.forget_history(now)
+        polls, verdicts = tx.forget_history(now, at=now)
     wall = time.perf_counter() - wall
     print(f"prune of {polls} polls and {verdicts} verdicts: {wall:.3f} s", file=sys.stderr)
 

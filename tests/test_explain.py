@@ -235,6 +235,93 @@ def test_the_pruner_waits_for_a_quiet_moment() -> None:
     assert pruner.due(T0 + 2 * FORGET_EVERY, quiet=False)
 
 
+def _old_poll(store: SqlStore, at: datetime) -> None:
+    with store.engine.begin() as conn:
+        row = {"source_id": "a", "status": "not_modified", "http_status": 304, "at": at}
+        conn.execute(POLLS.insert(), [row | {"duration_ms": 0}])
+
+
+def test_a_prune_by_another_process_is_not_repeated_at_start(
+    tmp_path: Path, store: SqlStore
+) -> None:
+    """A process that starts later (a ``once`` from cron) reads when the history was last
+    pruned: it scans the tables again only once ``FORGET_EVERY`` has passed since."""
+    config = make_config(tmp_path, keep_days=7)
+    assert store.history_pruned_at() is None
+    with store.transaction() as tx:
+        tx.forget_history(T0 - timedelta(days=7), at=T0)
+    assert store.history_pruned_at() == T0
+    _old_poll(store, T0 - timedelta(days=20))
+    soon = T0 + FORGET_EVERY / 2
+    HistoryPruner().maybe_forget(store, config, soon, quiet=True)  # a new process, soon after
+    assert count(store, POLLS) == 1 and store.history_pruned_at() == T0
+    later = T0 + FORGET_EVERY
+    HistoryPruner().maybe_forget(store, config, later, quiet=True)
+    assert count(store, POLLS) == 0 and store.history_pruned_at() == later
+
+
+def test_a_prune_by_another_node_meanwhile_is_not_repeated(tmp_path: Path, store: SqlStore) -> None:
+    config = make_config(tmp_path, keep_days=7)
+    pruner = HistoryPruner()
+    pruner.maybe_forget(store, config, T0, quiet=True)  # this node prunes at T0
+    assert pruner.last_at == T0 == store.history_pruned_at()
+    other = T0 + FORGET_EVERY / 2
+    with store.transaction() as tx:  # another node prunes half an hour later
+        tx.forget_history(other - timedelta(days=7), at=other)
+    _old_poll(store, T0 - timedelta(days=20))
+    pruner.maybe_forget(store, config, T0 + FORGET_EVERY, quiet=True)  # due by its own clock
+    assert count(store, POLLS) == 1 and pruner.last_at == other
+    pruner.maybe_forget(store, config, other + FORGET_EVERY, quiet=True)
+    assert count(store, POLLS) == 0
+
+
+def test_a_prune_time_from_a_clock_ahead_is_not_waited_for(tmp_path: Path, store: SqlStore) -> None:
+    config = make_config(tmp_path, keep_days=7)
+    ahead = T0 + timedelta(days=3)
+    with store.transaction() as tx:
+        tx.forget_history(ahead - timedelta(days=7), at=ahead)
+    _old_poll(store, T0 - timedelta(days=20))
+    pruner = HistoryPruner()
+    pruner.maybe_forget(store, config, T0, quiet=False)  # not quiet: waits as ever
+    assert count(store, POLLS) == 1
+    pruner.maybe_forget(store, config, T0, quiet=True)
+    assert count(store, POLLS) == 0 and store.history_pruned_at() == T0
+
+
+def test_a_once_from_cron_prunes_the_history_once_an_hour(
+    tmp_path: Path, web: FakeWeb, store: SqlStore, clock: Clock
+) -> None:
+    """Each ``once`` is a new process with a new scheduler; only the first of an hour's runs
+    deletes what is older than ``keep_days``."""
+    config = make_config(tmp_path, keep_days=7)
+
+    def once() -> None:
+        sched = scheduler(config, store, web, clock)
+        try:
+            sched.tick(force=True)
+        finally:
+            sched.close()
+
+    once()  # stores the feeds (not quiet): nothing pruned yet, nothing marked
+    assert store.history_pruned_at() is None
+    clock.advance(minutes=5)
+    once()  # quiet (304s... or the same bodies): prunes, marks
+    assert store.history_pruned_at() == clock.now
+    old = clock.now - timedelta(days=20)
+    _old_poll(store, old)
+
+    def old_polls() -> int:
+        with store.engine.connect() as conn:
+            return len(conn.execute(select(POLLS.c.id).where(POLLS.c.at <= old)).all())
+
+    clock.advance(minutes=5)
+    once()
+    assert old_polls() == 1  # the old row stays: the history was pruned 5 minutes ago
+    clock.advance(hours=1)
+    once()
+    assert old_polls() == 0
+
+
 def test_keep_days_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         make_config(tmp_path, keep_days=-1)
@@ -333,6 +420,6 @@ def test_a_run_of_repeats_is_forgotten_by_its_last_poll(store: SqlStore) -> None
                                        "http_status": 304, "duration_ms": 0, **r}
                                       for r in rows])  # fmt: skip
     with store.transaction() as tx:
-        assert tx.forget_history(T0 - 7 * day) == (2, 0)
+        assert tx.forget_history(T0 - 7 * day, at=T0) == (2, 0)
     with store.engine.connect() as conn:
         assert list(conn.execute(select(POLLS.c.repeats)).scalars()) == [400]

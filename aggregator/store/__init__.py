@@ -57,8 +57,9 @@ class Transaction(Protocol):
     def sync_sources(self, sources: Iterable[SourceLike], *, now: datetime) -> None: ...
     def remove_sources(self, source_ids: Sequence[str]) -> int: ...
     def prune(self, policy: PrunePolicy, *, dry_run: bool = False) -> PruneReport: ...
-    def forget_history(self, before: datetime) -> tuple[int, int]:
-        """Delete the polls and verdicts older than ``before`` (``[explain] keep_days``)."""
+    def forget_history(self, before: datetime, *, at: datetime) -> tuple[int, int]:
+        """Delete the polls and verdicts older than ``before`` (``[explain] keep_days``);
+        remember ``at`` as the time of this prune."""
 
 
 class Reader(Protocol):
@@ -77,6 +78,9 @@ class Reader(Protocol):
     def ping(self) -> None: ...
     def content_generation(self) -> int:
         """Moves with every commit that changes what outputs show (``store.generation``)."""
+
+    def history_pruned_at(self) -> datetime | None:
+        """When any process last pruned the explain history (``forget_history``)."""
 
 
 class Store(Reader, Protocol):

@@ -80,6 +80,10 @@ class SqlStore:
         with self._read() as conn:
             return generation.read(conn)
 
+    def history_pruned_at(self) -> datetime | None:
+        with self._read() as conn:
+            return generation.history_pruned_at(conn)
+
     # -- what a tick reads ------------------------------------------------------------------------
 
     def due_states(

@@ -240,8 +240,10 @@ class SqlTransaction:
         self.changes_outputs |= not dry_run and bool(report.items or report.entries)
         return report
 
-    def forget_history(self, before: datetime) -> tuple[int, int]:
-        """Polls and verdicts older than ``before`` go; return how many of each (issue #14)."""
+    def forget_history(self, before: datetime, *, at: datetime) -> tuple[int, int]:
+        """Polls and verdicts older than ``before`` go; return how many of each (issue #14).
+        The store remembers ``at`` as the time of this prune (``history_pruned_at``)."""
+        generation.mark_history_pruned(self.conn, at)
         return prune_history(self.conn, before)
 
     def record_polls(self, records: Sequence[PollRecord]) -> None:
