@@ -10,11 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aggregator import renderstamp
 from aggregator.cli import main
 from aggregator.config import load_config
-from aggregator.renderstamp import STAMP, is_current
+from aggregator.renderstamp import STAMP, all_files, is_current
 from aggregator.store import open_store
 from aggregator.types import PrunePolicy
 
@@ -62,6 +64,17 @@ def test_a_missing_output_file_is_rendered_again(
     (out / "all.atom").unlink()
     assert "0 written" not in (last := once(cfg, capsys, "--force")) and "written" in last
     assert (out / "all.atom").is_file()
+
+
+def test_a_missing_page_in_a_subdirectory_is_rendered_again(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    once(cfg, capsys)
+    out = load_config(cfg).output.dir
+    page = min(p for p in mtimes(out) if p.count("/") >= 2)  # an archive page, a post
+    (out / page).unlink()
+    assert "0 written" not in (last := once(cfg, capsys, "--force")) and "written" in last
+    assert (out / page).is_file()
 
 
 def test_a_config_edit_renders_again(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -133,3 +146,35 @@ def test_the_stamp_lists_what_was_rendered_and_is_never_served(
     from aggregator.httpfiles import resolve_inside
 
     assert resolve_inside(out, f"/{STAMP}") is None
+
+
+# Paths a stamp might list: files, directories, symlinks (to a file, a directory, nothing),
+# nested or not, and odd names (a trailing slash, dots, a NUL, an absolute path).
+_TREE_FILES = ("all.atom", "all.rss", "archive/all/1.atom", "archive/all/2.atom", "posts/a.md")
+_NAMES = (*_TREE_FILES, "archive/all/3.atom", "archive", "archive/all", "archive/all/",
+          "link-file", "link-dir", "link-none", "archive/./all/1.atom", "archive/all/../all/2.atom",
+          "", ".", "..", "nul\0.atom", "archive\0/1.atom", "all.atom/x", "/etc/hostname",
+          "missing/1.atom")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("out")
+    for name in _TREE_FILES:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(b"x")
+    (out / "link-file").symlink_to(out / "all.atom")
+    (out / "link-dir").symlink_to(out / "archive")
+    (out / "link-none").symlink_to(out / "gone")
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(names=st.lists(st.sampled_from(_NAMES) | st.integers(), max_size=6))
+def test_all_files_answers_as_a_stat_of_each_file(tree: Path, names: list[object]) -> None:
+    """``all_files`` (a listing a directory) is the plain ``is_file`` of each name."""
+
+    def plain() -> bool:
+        return all(isinstance(n, str) and (tree / n).is_file() for n in names)
+
+    assert all_files(tree, names) == plain()
