@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, text
 
 from aggregator.process import decide, normalise_entry
@@ -18,6 +20,7 @@ from aggregator.store import SqlStore
 from aggregator.store.models import Base
 from aggregator.store.write import DECISIONS, ENTRIES
 from aggregator.types import (
+    OK_STATUSES,
     Action,
     Decision,
     Entry,
@@ -399,6 +402,59 @@ def test_bulk_execute_binds_like_core_and_skips_nothing(store: SqlStore) -> None
         got = {r.id: (r.next_check_at, r.etag) for r in conn.execute(select(SOURCES))}
     assert got == {f"s{i}": (T0 + timedelta(hours=i), f'"e{i}"' if i else None) for i in range(3)}
     assert all(when.tzinfo is UTC for when, _ in got.values())
+
+
+_TEXT = st.none() | st.text(max_size=8)
+_WHEN = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=9)), timezone(timedelta(hours=-5))]),
+)  # fmt: skip
+_OK_RECORD = st.builds(
+    PollRecord, source_id=st.sampled_from(["s0", "s1", "s2"]),
+    status=st.sampled_from(sorted(OK_STATUSES)), at=_WHEN, next_check_at=st.none() | _WHEN,
+    http_status=st.none() | st.sampled_from([200, 203, 304]), etag=_TEXT, last_modified=_TEXT,
+    body_hash=_TEXT, permanent_url=st.none() | st.sampled_from(["", "https://moved.example/f"]),
+    next_check_why=_TEXT,
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records=st.lists(_OK_RECORD, max_size=6, unique_by=lambda r: r.source_id))
+def test_successful_polls_are_written_as_the_core_statement_writes_them(
+    records: list[PollRecord],
+) -> None:
+    """``bookkeeping._write_ok`` (``BulkExecute``: the driver's executemany on SQLite) leaves
+    every source row as SQLAlchemy's executemany of the same UPDATE does (issue #16's seam)."""
+    from sqlalchemy import update
+
+    from aggregator.store import bookkeeping, open_store
+    from aggregator.store.write import SOURCES
+
+    store = open_store("sqlite://")
+    try:
+        sync(store, [Src(f"s{i}", f"https://{i}.example/feed") for i in range(3)])
+        with store.engine.begin() as conn:  # a state to update: failures, a run of repeats
+            conn.execute(update(SOURCES).values(failures=3, last_error="x", repeat_polls=2,
+                                                body_hash="old", repeat_first_at=T0))  # fmt: skip
+
+        def written(write: Any) -> dict[str, Any]:
+            with store.engine.connect() as conn:
+                write(conn, records)
+                rows = {r.id: r._asdict() for r in conn.execute(select(SOURCES))}
+                conn.rollback()
+            return rows
+
+        def plain(conn: Any, records: Sequence[PollRecord]) -> None:
+            for moved in (False, True):
+                rows = [
+                    bookkeeping._ok_values(r) for r in records if bool(r.permanent_url) is moved
+                ]
+                if rows:
+                    conn.execute(bookkeeping._ok_update(moved=moved), rows)
+
+        assert written(bookkeeping._write_ok) == written(plain)
+    finally:
+        store.close()
 
 
 def test_every_migration_upgrades_from_the_first_and_downgrades_one_step(store_url: str) -> None:

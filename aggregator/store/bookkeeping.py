@@ -164,8 +164,8 @@ def _ok_update(*, moved: bool, **more: Any) -> Any:
     values: dict[str, Any] = {column: bindparam(param) for column, param in _OK_COLUMNS.items()}
     values.update(
         body_hash=func.coalesce(bindparam("b_body_hash"), SOURCES.c.body_hash),
-        failures=0,
-        last_error=None,
+        failures=literal_column("0"),  # in the SQL: every parameter comes from the rows
+        last_error=null(),
         **_RUN_ENDS,
         **more,
     )
@@ -175,10 +175,18 @@ def _ok_update(*, moved: bool, **more: Any) -> Any:
 
 
 def _write_ok(conn: Connection, records: Sequence[PollRecord]) -> None:
+    """Successful polls that stored nothing: unchanged bodies (a server without conditional
+    GET answers each poll with the same 200), 304s after a redirect. Through ``BulkExecute``
+    as the 304s are: SQLAlchemy's per-row parameter handling was ~30 us an unchanged 200."""
     for moved in (False, True):
         rows = [_ok_values(r) for r in records if bool(r.permanent_url) is moved]
         if rows:
-            conn.execute(_ok_update(moved=moved), rows)
+            _ok_statement(moved).run(conn, rows)
+
+
+@functools.cache
+def _ok_statement(moved: bool) -> BulkExecute:
+    return BulkExecute(_ok_update(moved=moved))
 
 
 @functools.cache
