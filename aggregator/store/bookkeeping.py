@@ -177,7 +177,7 @@ def _ok_update(*, moved: bool, **more: Any) -> Any:
 def _write_ok(conn: Connection, records: Sequence[PollRecord]) -> None:
     """Successful polls that stored nothing: unchanged bodies (a server without conditional
     GET answers each poll with the same 200), 304s after a redirect. Through ``BulkExecute``
-    as the 304s are: SQLAlchemy's per-row parameter handling was ~30 us an unchanged 200."""
+    as the 304s are (SQLAlchemy's per-row parameter handling: 5-7 us an unchanged 200)."""
     for moved in (False, True):
         rows = [_ok_values(r) for r in records if bool(r.permanent_url) is moved]
         if rows:

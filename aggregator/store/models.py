@@ -153,7 +153,7 @@ class ClusterStateRow(Base):
     """Shared facts: ``content`` (its ``counter`` is the content generation, on every database:
     ``store.generation``, issue #16; the nodes of a cluster re-render when it moves) and, for a
     cluster (issue #17), ``config`` (the digest of the config last synced, by which node,
-    when)."""
+    when); ``history`` (``at``: when any process last pruned the explain history)."""
 
     __tablename__ = "cluster_state"
 
