@@ -10,7 +10,14 @@ from collections.abc import Sequence
 
 from .config import Config, OutputSpec
 from .filters import NO_FILTERS, Filters
-from .render import FeedLinks, RenderReport, render_output, write_file, write_files
+from .render import (
+    FeedLinks,
+    RenderReport,
+    existing_files,
+    render_output,
+    write_file,
+    write_files,
+)
 from .render.archive import archive_path, current_links, full_pages, render_archive_page
 from .render.html import render_page
 from .render.pages import (
@@ -164,9 +171,10 @@ def _archive(
     written: list[str] = []
     unchanged: list[str] = []
     missing: list[int] = []
-    for page in range(1, count + 1):
-        rel = archive_path(channel, page)
-        if (config.output.dir / rel).is_file():
+    rels = {page: archive_path(channel, page) for page in range(1, count + 1)}
+    on_disk = existing_files(config.output.dir, rels.values())
+    for page, rel in rels.items():
+        if rel in on_disk:
             unchanged.append(rel)
         else:
             missing.append(page)

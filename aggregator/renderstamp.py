@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
 from . import __version__
 from .config import Config
-from .render import RenderReport, write_atomic
+from .render import RenderReport, existing_files, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -81,23 +80,13 @@ def is_current(config: Config, generation: int) -> bool:
 
 def all_files(out: Path, names: Sequence[object]) -> bool:
     """Whether every one of ``names`` (paths relative to ``out``) is a file: the same answer as
-    ``all((out / name).is_file() ...)``, from one listing of each directory instead of a
-    ``stat`` a file (an archive holds a page per 100 entries: 10,000 at a million)."""
-    wanted: dict[str, set[str]] = {}
+    ``all((out / name).is_file() ...)``, from one listing of each directory."""
+    wanted: set[str] = set()
     for name in names:
         if not isinstance(name, str):
             return False
-        parent, _, base = name.rpartition("/")
-        wanted.setdefault(parent, set()).add(base)
-    for parent, bases in wanted.items():
-        try:
-            with os.scandir(out / parent) as listing:
-                found = sum(1 for e in listing if e.name in bases and e.is_file())
-        except (OSError, ValueError):  # as ``Path.is_file`` answers False
-            return False
-        if found != len(bases):
-            return False
-    return True
+        wanted.add(name)
+    return len(existing_files(out, wanted)) == len(wanted)
 
 
 def clear_stamp(config: Config) -> None:

@@ -119,6 +119,26 @@ def write_file(out_dir: Path, rel: str, data: bytes) -> bool:
     return write_atomic(_path_of(out_dir, rel), data)
 
 
+def existing_files(out_dir: Path, names: Iterable[str]) -> set[str]:
+    """Those of ``names`` (paths relative to ``out_dir``) that are files: what
+    ``(out_dir / name).is_file()`` answers of each, from one listing of each directory instead
+    of a ``stat`` a file (an archive holds a page per 100 entries: 10,000 at a million)."""
+    wanted: dict[str, dict[str, list[str]]] = {}  # directory -> base name -> the names
+    for name in names:
+        parent, _, base = name.rpartition("/")
+        wanted.setdefault(parent, {}).setdefault(base, []).append(name)
+    found: set[str] = set()
+    for parent, bases in wanted.items():
+        try:
+            with os.scandir(out_dir / parent) as listing:
+                for e in listing:
+                    if e.name in bases and e.is_file():
+                        found.update(bases[e.name])
+        except (OSError, ValueError):  # as ``Path.is_file`` answers False
+            continue
+    return found
+
+
 def write_files(out_dir: Path, files: Mapping[str, bytes]) -> tuple[list[str], list[str]]:
     """``write_file`` for many files at once: (written, unchanged), each in the order given.
 
